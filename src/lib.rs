@@ -1,0 +1,10 @@
+//! perago: a typed runtime for Conductor task workers over versioned lakeFS workspaces.
+//!
+//! A task author writes one Rust function with typed params and result; perago derives the
+//! Conductor TaskDef from the types, validates configuration, and runs workers that poll
+//! Conductor, materialise a lakeFS workspace locally, run the function, check guardrails,
+//! publish changes with a fenced protocol and report the result.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod devserver;

@@ -1,0 +1,3 @@
+//! The `perago` binary: the CLI with the example targets registered.
+
+fn main() {}
