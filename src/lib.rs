@@ -8,3 +8,16 @@
 #![forbid(unsafe_code)]
 
 pub mod devserver;
+pub mod examples;
+pub mod guardrail;
+pub mod registry;
+pub mod result;
+pub mod schema;
+pub mod task;
+pub mod taskdef;
+
+pub use guardrail::{Guardrail, GuardrailPhase};
+pub use task::{
+    CancelToken, DeclarationError, Task, TaskBuilder, TaskContext, TaskControls, TaskError,
+    WorkspaceSpec,
+};

@@ -1,0 +1,226 @@
+//! The example targets registered in the `perago` binary.
+//!
+//! They double as the reference for task authors and as the fixtures of the golden TaskDef
+//! tests, the demo and the benchmarks.
+
+use std::path::Path;
+
+use globset::GlobBuilder;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::guardrail::Guardrail;
+use crate::registry::Targets;
+use crate::task::{
+    DeclarationError, LimitControls, RetryControls, RetryLogic, Task, TaskContext, TaskControls,
+    TaskError, TimeoutControls, WorkspaceSpec,
+};
+
+/// Params of `metadata.validate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct MetadataParams {
+    /// The song to validate.
+    #[schemars(length(min = 1))]
+    pub song_id: String,
+    /// Minimum duration, seconds.
+    pub min_duration_seconds: u64,
+}
+
+/// Result of `metadata.validate`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct MetadataResult {
+    /// Whether the metadata is valid.
+    pub valid: bool,
+    /// Why it is not.
+    pub reason: Option<String>,
+}
+
+/// `metadata.validate`: a workspace-free task with a business branch.
+pub fn metadata_validate() -> Result<Task, DeclarationError> {
+    Task::builder("metadata.validate", "data@example.com").handler(
+        |_ctx: &TaskContext, params: MetadataParams| -> Result<MetadataResult, TaskError> {
+            if params.min_duration_seconds > 600 {
+                Ok(MetadataResult {
+                    valid: false,
+                    reason: Some("too long".into()),
+                })
+            } else {
+                Ok(MetadataResult {
+                    valid: true,
+                    reason: None,
+                })
+            }
+        },
+    )
+}
+
+/// Params of `features.build`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct FeaturesParams {
+    /// Output feature set directory name.
+    pub feature_set: String,
+    /// Rows per input file.
+    #[schemars(range(min = 1))]
+    pub min_rows: u64,
+}
+
+/// Result of `features.build`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct FeaturesResult {
+    /// `files × min_rows`.
+    pub row_count: u64,
+    /// Number of feature files written.
+    pub feature_count: u64,
+}
+
+/// `features.build`: a writable workspace task over `/audio/render`.
+pub fn features_build() -> Result<Task, DeclarationError> {
+    let controls = TaskControls {
+        retry: RetryControls {
+            count: 4,
+            logic: RetryLogic::Fixed,
+            delay_seconds: 30,
+            ..RetryControls::default()
+        },
+        timeout: TimeoutControls {
+            response_seconds: 900,
+            ..TimeoutControls::default()
+        },
+        limits: LimitControls {
+            concurrent_exec_limit: Some(2),
+            ..LimitControls::default()
+        },
+        publish_budget: None,
+    };
+    let workspace = WorkspaceSpec::new("/audio/render")
+        .pre([
+            Guardrail::require_dir("raw"),
+            Guardrail::require_glob("raw/**/*.parquet"),
+        ])
+        .post([
+            Guardrail::require_glob("features/**/*.parquet"),
+            Guardrail::forbid_glob("**/*.tmp"),
+        ]);
+    Task::builder("features.build", "data@example.com")
+        .description("Build feature parquet files.")
+        .controls(controls)
+        .workspace(workspace)
+        .workspace_handler(build_features)
+}
+
+fn build_features(
+    _ctx: &TaskContext,
+    root: &Path,
+    params: FeaturesParams,
+) -> Result<FeaturesResult, TaskError> {
+    let inputs = matching_files(root, "raw/**/*.parquet")?;
+    let out_dir = root.join("features").join(&params.feature_set);
+    std::fs::create_dir_all(&out_dir)?;
+    for input in &inputs {
+        let mut bytes = std::fs::read(root.join(input))?;
+        bytes.reverse();
+        let file_name = input.rsplit('/').next().unwrap_or(input);
+        std::fs::write(out_dir.join(file_name), bytes)?;
+    }
+    let files = inputs.len() as u64;
+    Ok(FeaturesResult {
+        row_count: files.saturating_mul(params.min_rows),
+        feature_count: files,
+    })
+}
+
+/// Params of `catalog.read`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct CatalogParams {
+    /// Glob relative to the repository root.
+    pub pattern: String,
+}
+
+/// Result of `catalog.read`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct CatalogResult {
+    /// Number of files matching the pattern.
+    pub matches: u64,
+}
+
+/// `catalog.read`: a read-only workspace task over the repository root.
+pub fn catalog_read() -> Result<Task, DeclarationError> {
+    Task::builder("catalog.read", "data@example.com")
+        .workspace(WorkspaceSpec::new("/").read_only(true))
+        .workspace_handler(|_ctx: &TaskContext, root: &Path, params: CatalogParams| {
+            let matches = matching_files(root, &params.pattern)?.len() as u64;
+            Ok(CatalogResult { matches })
+        })
+}
+
+/// Params of `examples.echo`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct EchoParams {
+    /// Message to echo.
+    pub message: String,
+    /// How long to sleep first (cancellable), milliseconds.
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+/// Result of `examples.echo`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct EchoResult {
+    /// The message.
+    pub message: String,
+}
+
+/// `examples.echo`: a workspace-free task that sleeps cooperatively and echoes.
+pub fn echo() -> Result<Task, DeclarationError> {
+    Task::builder("examples.echo", "dev@example.com").handler(
+        |ctx: &TaskContext, params: EchoParams| -> Result<EchoResult, TaskError> {
+            if params.sleep_ms > 0 {
+                ctx.sleep(std::time::Duration::from_millis(params.sleep_ms))
+                    .map_err(|_| TaskError::failed("cancelled while sleeping"))?;
+            }
+            Ok(EchoResult {
+                message: params.message,
+            })
+        },
+    )
+}
+
+/// All example targets, as the `perago` binary registers them.
+pub fn targets() -> Targets {
+    Targets::new()
+        .register("examples.metadata_validate", metadata_validate)
+        .register("examples.features_build", features_build)
+        .register("examples.echo", echo)
+        .register("examples.catalog_read", catalog_read)
+}
+
+/// Sorted workspace-relative paths of regular files under `root` matching `pattern`
+/// (symlinks are not followed; the attempt marker never matches).
+fn matching_files(root: &Path, pattern: &str) -> Result<Vec<String>, TaskError> {
+    let matcher = GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|err| TaskError::terminal(format!("invalid pattern '{pattern}': {err}")))?
+        .compile_matcher();
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+        let entry =
+            entry.map_err(|err| TaskError::failed(format!("failed to scan workspace: {err}")))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let Ok(relative) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let relative = relative
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if relative != ".perago-attempt.json" && matcher.is_match(&relative) {
+            found.push(relative);
+        }
+    }
+    found.sort();
+    Ok(found)
+}

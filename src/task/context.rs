@@ -1,0 +1,166 @@
+//! What a task body sees of its attempt: identity, cancellation, workspace and a logger.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cancel::{CancelToken, Cancelled};
+
+/// The identity of one execution of one Conductor task attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptIdentity {
+    /// Conductor `taskId` of this attempt.
+    pub task_id: String,
+    /// Conductor `workflowInstanceId` owning the task.
+    pub workflow_instance_id: String,
+    /// Conductor `retryCount` (0 for the first attempt).
+    pub retry_count: u32,
+    /// The TaskDef name.
+    pub task_def_name: String,
+    /// Conductor `referenceTaskName` (empty when unknown).
+    pub reference_task_name: String,
+    /// Conductor `seq` (0 when unknown).
+    pub seq: u64,
+    /// Conductor `iteration` (0 outside loops).
+    pub iteration: u64,
+    /// Fresh random id of this run of the attempt in this process.
+    pub execution_id: String,
+    /// The worker id reported to Conductor.
+    pub worker_id: String,
+}
+
+/// The context handed to a task body.
+///
+/// # Threads
+/// A context lives for one attempt on one worker thread; the body may pass `&TaskContext` to
+/// scoped helper threads (it is `Sync`).
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    identity: AttemptIdentity,
+    cancel: CancelToken,
+    workspace: Option<PathBuf>,
+    logger: AttemptLogger,
+}
+
+impl TaskContext {
+    /// Builds a context. The runtime does this; tests of task bodies may too.
+    pub fn new(
+        identity: AttemptIdentity,
+        cancel: CancelToken,
+        workspace: Option<PathBuf>,
+    ) -> TaskContext {
+        let logger = AttemptLogger {
+            task_id: identity.task_id.clone(),
+            workflow_instance_id: identity.workflow_instance_id.clone(),
+            execution_id: identity.execution_id.clone(),
+        };
+        TaskContext {
+            identity,
+            cancel,
+            workspace,
+            logger,
+        }
+    }
+
+    /// The attempt identity.
+    pub fn identity(&self) -> &AttemptIdentity {
+        &self.identity
+    }
+
+    /// Conductor `taskId`.
+    pub fn task_id(&self) -> &str {
+        &self.identity.task_id
+    }
+
+    /// Conductor `workflowInstanceId`.
+    pub fn workflow_instance_id(&self) -> &str {
+        &self.identity.workflow_instance_id
+    }
+
+    /// Conductor `retryCount`.
+    pub fn retry_count(&self) -> u32 {
+        self.identity.retry_count
+    }
+
+    /// The execution id of this run.
+    pub fn execution_id(&self) -> &str {
+        &self.identity.execution_id
+    }
+
+    /// The worker id.
+    pub fn worker_id(&self) -> &str {
+        &self.identity.worker_id
+    }
+
+    /// The attempt workspace root (workspace tasks only).
+    pub fn workspace(&self) -> Option<&Path> {
+        self.workspace.as_deref()
+    }
+
+    /// The cancellation token: fires when the worker's shutdown deadline is reached.
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Whether the runtime asked this attempt to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Sleeps for `duration`, waking early with `Err(Cancelled)` on cancellation.
+    pub fn sleep(&self, duration: Duration) -> Result<(), Cancelled> {
+        self.cancel.sleep(duration)
+    }
+
+    /// Sleeps until `deadline`, waking early with `Err(Cancelled)` on cancellation.
+    pub fn sleep_until(&self, deadline: Instant) -> Result<(), Cancelled> {
+        self.cancel.sleep_until(deadline)
+    }
+
+    /// A logger whose records carry this attempt's identity.
+    pub fn log(&self) -> &AttemptLogger {
+        &self.logger
+    }
+}
+
+/// A logger bound to one attempt: every record carries `task_id`, `workflow_instance_id`
+/// and `execution_id` as structured fields.
+#[derive(Debug, Clone)]
+pub struct AttemptLogger {
+    task_id: String,
+    workflow_instance_id: String,
+    execution_id: String,
+}
+
+impl AttemptLogger {
+    /// Logs at `level`.
+    pub fn log(&self, level: log::Level, message: &str) {
+        log::log!(
+            target: "perago::task",
+            level,
+            task_id = self.task_id.as_str(),
+            workflow_instance_id = self.workflow_instance_id.as_str(),
+            execution_id = self.execution_id.as_str();
+            "{message}"
+        );
+    }
+
+    /// Logs at info level.
+    pub fn info(&self, message: &str) {
+        self.log(log::Level::Info, message);
+    }
+
+    /// Logs at warn level.
+    pub fn warn(&self, message: &str) {
+        self.log(log::Level::Warn, message);
+    }
+
+    /// Logs at error level.
+    pub fn error(&self, message: &str) {
+        self.log(log::Level::Error, message);
+    }
+
+    /// Logs at debug level.
+    pub fn debug(&self, message: &str) {
+        self.log(log::Level::Debug, message);
+    }
+}

@@ -1,0 +1,25 @@
+//! The task authoring contract: what a task author declares and what a body receives.
+//!
+//! - [`contract`]: the [`Task`] builder and the type-erased task the runtime runs.
+//! - [`controls`]: retry, timeout, limit and publish-budget controls.
+//! - [`workspace_spec`]: the workspace prefix, guardrails and read-only flag.
+//! - [`context`]: the [`TaskContext`] a body receives.
+//! - [`cancel`]: cooperative cancellation tokens.
+//! - [`error`]: [`TaskError`], the body's failure type.
+
+pub mod cancel;
+pub mod context;
+pub mod contract;
+pub mod controls;
+pub mod error;
+pub mod workspace_spec;
+
+pub use cancel::{CancelSource, CancelToken, Cancelled};
+pub use context::{AttemptIdentity, AttemptLogger, TaskContext};
+pub use contract::{DeclarationError, Task, TaskBuilder};
+pub use controls::{
+    LimitControls, PublishBudget, RetryControls, RetryLogic, TaskControls, TimeoutControls,
+    TimeoutPolicy,
+};
+pub use error::TaskError;
+pub use workspace_spec::WorkspaceSpec;
