@@ -8,3 +8,5 @@
 #![forbid(unsafe_code)]
 
 pub mod devserver;
+pub mod logging;
+pub mod workspace;
