@@ -67,7 +67,7 @@ pub struct FeaturesParams {
 /// Result of `features.build`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct FeaturesResult {
-    /// `files × min_rows`.
+    /// Input files times min_rows.
     pub row_count: u64,
     /// Number of feature files written.
     pub feature_count: u64,

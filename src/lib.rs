@@ -9,12 +9,15 @@
 
 pub mod devserver;
 pub mod examples;
+pub mod execution;
 pub mod guardrail;
+pub mod logging;
 pub mod registry;
 pub mod result;
 pub mod schema;
 pub mod task;
 pub mod taskdef;
+pub mod workspace;
 
 pub use guardrail::{Guardrail, GuardrailPhase};
 pub use task::{

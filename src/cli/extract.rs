@@ -1,0 +1,16 @@
+//! `perago extract <target> -o <file.json>`: write the TaskDef, print only the path.
+
+use std::path::Path;
+
+use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use crate::config::ConfigOverrides;
+use crate::registry::Targets;
+use crate::taskdef::write_task_def;
+
+pub(crate) fn run(targets: &Targets, target: &str, output: &Path) -> CommandResult {
+    load_config(target, &ConfigOverrides::default())?;
+    let task = resolve_task(targets, target)?;
+    write_task_def(&task, output).map_err(|err| CliError::Message(err.to_string()))?;
+    println!("{}", output.display());
+    Ok(exit_code::OK)
+}

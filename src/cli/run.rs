@@ -1,0 +1,118 @@
+//! `perago run <target> --input <file|-> [--workspace-dir DIR] [--apply]`: one attempt,
+//! locally, with no Conductor and no lakeFS.
+//!
+//! Prints one JSON object: `status`, then `output` or `reasonForIncompletion`, then the
+//! change set of a writable workspace task (`added`, `modified`, `deleted`). Exits 0 when
+//! the attempt completed and 2 when it did not.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use crate::config::ConfigOverrides;
+use crate::execution::{AttemptEnv, LocalDirStore, NoFence, WorkspaceStore, run_attempt};
+use crate::registry::Targets;
+use crate::result::TaskStatus;
+use crate::task::{AttemptIdentity, CancelToken};
+use crate::workspace::{LiveOwners, new_execution_id};
+
+fn read_input(source: &str) -> Result<Value, CliError> {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|err| CliError::Message(format!("failed to read input from stdin: {err}")))?;
+        text
+    } else {
+        std::fs::read_to_string(source)
+            .map_err(|err| CliError::Message(format!("failed to read input {source}: {err}")))?
+    };
+    serde_json::from_str(&text)
+        .map_err(|err| CliError::Message(format!("input {source} is not valid JSON: {err}")))
+}
+
+pub(crate) fn run(
+    targets: &Targets,
+    target: &str,
+    input_source: &str,
+    workspace_dir: Option<&Path>,
+    apply: bool,
+) -> CommandResult {
+    let config = load_config(target, &ConfigOverrides::default())?;
+    let task = resolve_task(targets, target)?;
+    let mut input = read_input(input_source)?;
+    let store = match (task.is_workspace_task(), workspace_dir) {
+        (true, Some(dir)) => {
+            if !dir.is_dir() {
+                return Err(CliError::Message(format!(
+                    "workspace directory {} does not exist",
+                    dir.display()
+                )));
+            }
+            // A local run needs no lakeFS coordinates; supply placeholders when absent.
+            if let Some(object) = input.as_object_mut() {
+                object.entry("workspace").or_insert_with(|| {
+                    json!({"repository": "local", "branch": "local", "refType": "commit", "ref": "local"})
+                });
+            }
+            Some(LocalDirStore::new(dir, apply))
+        }
+        (true, None) => {
+            return Err(CliError::Message(format!(
+                "{} is a workspace task; pass --workspace-dir DIR",
+                task.name()
+            )));
+        }
+        (false, _) => None,
+    };
+    let execution_id = new_execution_id();
+    let identity = AttemptIdentity {
+        task_id: format!("local-{execution_id}"),
+        workflow_instance_id: "local".into(),
+        retry_count: 0,
+        task_def_name: task.name().to_owned(),
+        reference_task_name: "local".into(),
+        seq: 0,
+        iteration: 0,
+        execution_id,
+        worker_id: config.worker_id_prefix().to_owned(),
+    };
+    let owners = LiveOwners::new();
+    let env = AttemptEnv {
+        workspace_root: config.workspace_root(),
+        store: store.as_ref().map(|store| store as &dyn WorkspaceStore),
+        fence: &NoFence,
+        owners: &owners,
+        failure_reason_max_length: config.failure_reason_max_length().get(),
+        cancel: CancelToken::never(),
+    };
+    let report = run_attempt(&task, &identity, &input, &env);
+    let mut out = Map::new();
+    out.insert("status".into(), json!(report.result.status));
+    if let Some(output) = &report.result.output {
+        out.insert("output".into(), output.clone());
+    }
+    if let Some(reason) = &report.result.reason {
+        out.insert("reasonForIncompletion".into(), json!(reason));
+    }
+    if let Some(changes) = &report.changes {
+        out.insert(
+            "changes".into(),
+            json!({
+                "added": changes.added,
+                "modified": changes.modified,
+                "deleted": changes.deleted,
+            }),
+        );
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(out))
+        .map_err(|err| CliError::Message(format!("failed to encode result: {err}")))?;
+    println!("{text}");
+    Ok(if report.result.status == TaskStatus::Completed {
+        exit_code::OK
+    } else {
+        exit_code::ATTEMPT_NOT_COMPLETED
+    })
+}

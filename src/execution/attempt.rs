@@ -1,0 +1,413 @@
+//! The attempt state machine (SPEC §6): one execution of one task attempt, from input checks
+//! to a classified [`AttemptResult`].
+//!
+//! ```text
+//! input → [workspace: attempt dir + download → pre guardrails] → body → result validation
+//!       → [workspace: post guardrails → read-only | fence → no-op | fence → stage → fence → publish]
+//!       → finally: delete staging branch (if created), delete attempt dir
+//! ```
+//!
+//! Every failure is classified by the phase it happened in; cleanup failures are logged and
+//! never change the result. A panic in the body is caught here and becomes `FAILED`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::input::{ParsedInput, completed_output, parse_input, workspace_output};
+use super::staging::staging_branch_name;
+use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
+use crate::guardrail::{GuardrailPhase, check_all};
+use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
+use crate::task::contract::HandlerError;
+use crate::task::{AttemptIdentity, CancelToken, Task, TaskContext, TaskError};
+use crate::workspace::{
+    AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, create_attempt_dir, diff, new_owner_token,
+};
+
+/// The failure reason when the shutdown deadline cancels an attempt.
+pub const SHUTDOWN_DEADLINE_REASON: &str = "worker shutdown deadline exceeded";
+
+/// Everything an attempt needs from its runtime.
+pub struct AttemptEnv<'a> {
+    /// Root under which attempt workspaces are created.
+    pub workspace_root: &'a Path,
+    /// Where workspaces come from and go to (workspace tasks only).
+    pub store: Option<&'a dyn WorkspaceStore>,
+    /// The attempt fence.
+    pub fence: &'a dyn AttemptFence,
+    /// Live owner tokens of this process (GC never removes a live attempt's directory).
+    pub owners: &'a LiveOwners,
+    /// Character limit of failure reasons.
+    pub failure_reason_max_length: usize,
+    /// Fires when the shutdown deadline is reached.
+    pub cancel: CancelToken,
+}
+
+/// The outcome of one attempt, with what the runtime logs about it.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    /// What to report to Conductor.
+    pub result: AttemptResult,
+    /// The phase that failed, if any.
+    pub failed_phase: Option<Phase>,
+    /// Wall time per phase, in execution order.
+    pub timings: Vec<(Phase, Duration)>,
+    /// The local diff of a writable workspace task, once computed.
+    pub changes: Option<ChangeSet>,
+    /// Length in characters of the failure reason before truncation, when it was truncated.
+    pub reason_original_chars: Option<usize>,
+    /// Cleanup problems that were logged and did not change the result.
+    pub cleanup_errors: Vec<String>,
+}
+
+struct Failure {
+    phase: Phase,
+    status: TaskStatus,
+    reason: String,
+}
+
+impl Failure {
+    fn failed(phase: Phase, reason: impl Into<String>) -> Failure {
+        Failure {
+            phase,
+            status: TaskStatus::Failed,
+            reason: reason.into(),
+        }
+    }
+
+    fn terminal(phase: Phase, reason: impl Into<String>) -> Failure {
+        Failure {
+            phase,
+            status: TaskStatus::FailedWithTerminalError,
+            reason: reason.into(),
+        }
+    }
+}
+
+struct Run<'a> {
+    task: &'a Task,
+    identity: &'a AttemptIdentity,
+    env: &'a AttemptEnv<'a>,
+    timings: Vec<(Phase, Duration)>,
+    changes: Option<ChangeSet>,
+    staging_created: Option<(WorkspaceRef, String)>,
+    attempt_dir: Option<AttemptDir>,
+    owner_token: String,
+}
+
+impl<'a> Run<'a> {
+    fn timed<T>(&mut self, phase: Phase, step: impl FnOnce(&mut Self) -> T) -> T {
+        let started = Instant::now();
+        let value = step(self);
+        self.timings.push((phase, started.elapsed()));
+        value
+    }
+
+    fn check_cancel(&self, phase: Phase) -> Result<(), Failure> {
+        if self.env.cancel.is_cancelled() {
+            Err(Failure::failed(
+                phase,
+                format!("{SHUTDOWN_DEADLINE_REASON} before {phase}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn body(&mut self, params: Value) -> Result<Value, Failure> {
+        self.check_cancel(Phase::Body)?;
+        let workspace = self
+            .attempt_dir
+            .as_ref()
+            .map(|dir| dir.path().to_path_buf());
+        let ctx = TaskContext::new(self.identity.clone(), self.env.cancel.clone(), workspace);
+        let task = self.task;
+        let outcome = catch_unwind(AssertUnwindSafe(|| task.call(&ctx, params)));
+        let value = match outcome {
+            Err(payload) => {
+                return Err(Failure::failed(
+                    Phase::Body,
+                    format!("task body panicked: {}", panic_message(payload.as_ref())),
+                ));
+            }
+            Ok(Err(HandlerError::InvalidParams(error))) => {
+                return Err(Failure::failed(
+                    Phase::Input,
+                    format!("invalid params: {error}"),
+                ));
+            }
+            Ok(Err(HandlerError::InvalidResult(error))) => {
+                return Err(Failure::failed(
+                    Phase::Body,
+                    format!("invalid result: {error}"),
+                ));
+            }
+            Ok(Err(HandlerError::Body(TaskError::Terminal(reason)))) => {
+                return Err(Failure::terminal(Phase::Body, reason));
+            }
+            Ok(Err(HandlerError::Body(error))) => {
+                return Err(Failure::failed(Phase::Body, error.reason()));
+            }
+            Ok(Ok(value)) => value,
+        };
+        if !value.is_object() {
+            return Err(Failure::failed(
+                Phase::Body,
+                "invalid result: result must be a JSON object",
+            ));
+        }
+        self.task
+            .validate_result(&value)
+            .map_err(|error| Failure::failed(Phase::Body, format!("invalid result: {error}")))?;
+        Ok(value)
+    }
+
+    fn run(&mut self, input: &Value) -> Result<Value, Failure> {
+        let ParsedInput { workspace, params } = self
+            .timed(Phase::Input, |_| parse_input(self.task, input))
+            .map_err(|reason| Failure::failed(Phase::Input, reason))?;
+        let Some(workspace) = workspace else {
+            let result = self.timed(Phase::Body, |run| run.body(params))?;
+            return Ok(completed_output(None, result));
+        };
+        let Some(spec) = self.task.workspace().cloned() else {
+            return Err(Failure::failed(Phase::Input, "task has no workspace spec"));
+        };
+        let before = self.timed(Phase::Download, |run| run.download(&workspace))?;
+        let root = self.root()?;
+        self.timed(Phase::PreGuardrail, |_| {
+            check_all(&root, spec.pre_guardrails(), GuardrailPhase::Pre)
+        })
+        .map_err(|violation| Failure::terminal(Phase::PreGuardrail, violation.to_string()))?;
+        let result = self.timed(Phase::Body, |run| run.body(params))?;
+        self.timed(Phase::PostGuardrail, |_| {
+            check_all(&root, spec.post_guardrails(), GuardrailPhase::Post)
+        })
+        .map_err(|violation| Failure::failed(Phase::PostGuardrail, violation.to_string()))?;
+        let published = if spec.is_read_only() {
+            workspace.reference.clone()
+        } else {
+            self.publish(&workspace, &before, &root)?
+        };
+        Ok(completed_output(
+            Some(workspace_output(&workspace, &published)),
+            result,
+        ))
+    }
+
+    fn root(&self) -> Result<std::path::PathBuf, Failure> {
+        self.attempt_dir
+            .as_ref()
+            .map(|dir| dir.path().to_path_buf())
+            .ok_or_else(|| Failure::failed(Phase::Download, "attempt workspace was not created"))
+    }
+
+    fn store(&self, phase: Phase) -> Result<&'a dyn WorkspaceStore, Failure> {
+        self.env
+            .store
+            .ok_or_else(|| Failure::failed(phase, "LakeFS config is required for workspace tasks"))
+    }
+
+    fn download(&mut self, workspace: &WorkspaceRef) -> Result<Snapshot, Failure> {
+        self.check_cancel(Phase::Download)?;
+        let store = self.store(Phase::Download)?;
+        let marker = Marker {
+            workflow_instance_id: self.identity.workflow_instance_id.clone(),
+            task_id: self.identity.task_id.clone(),
+            execution_id: self.identity.execution_id.clone(),
+            retry_count: self.identity.retry_count,
+            task_def_name: self.identity.task_def_name.clone(),
+            owner_worker_id: self.identity.worker_id.clone(),
+            owner_pid: std::process::id(),
+            owner_token: self.owner_token.clone(),
+            started_at: Utc::now().fixed_offset(),
+        };
+        let dir = create_attempt_dir(self.env.workspace_root, &marker).map_err(|error| {
+            Failure::failed(
+                Phase::Download,
+                format!("failed to create attempt workspace: {error}"),
+            )
+        })?;
+        let path = dir.path().to_path_buf();
+        self.attempt_dir = Some(dir);
+        store
+            .download(
+                workspace,
+                self.task.object_prefix(),
+                &path,
+                &self.env.cancel,
+            )
+            .map_err(|error| Failure::failed(Phase::Download, error.to_string()))
+    }
+
+    fn fence(&mut self) -> Result<(), Failure> {
+        self.timed(Phase::AttemptFence, |run| {
+            run.check_cancel(Phase::AttemptFence)?;
+            run.env
+                .fence
+                .check(run.identity, &run.env.cancel)
+                .map_err(|error| Failure::failed(Phase::AttemptFence, error.to_string()))
+        })
+    }
+
+    fn publish(
+        &mut self,
+        workspace: &WorkspaceRef,
+        before: &Snapshot,
+        root: &Path,
+    ) -> Result<String, Failure> {
+        let after = Snapshot::scan(root).map_err(|error| {
+            Failure::failed(Phase::Stage, format!("failed to scan workspace: {error}"))
+        })?;
+        if let Some(link) = after.symlinks().first() {
+            return Err(Failure::failed(
+                Phase::Stage,
+                format!("workspace publication does not support symlinks: {link}"),
+            ));
+        }
+        let changes = diff(before, &after);
+        self.changes = Some(changes.clone());
+        let merge_timeout = self
+            .task
+            .effective_publish_budget()
+            .map(|budget| Duration::from_secs(budget.lakefs_merge_timeout_seconds));
+        let store = self.store(Phase::Publish)?;
+        if changes.is_empty() {
+            self.fence()?;
+            return self.timed(Phase::Publish, |run| {
+                run.check_cancel(Phase::Publish)?;
+                store
+                    .publish_noop(workspace, merge_timeout, &run.env.cancel)
+                    .map_err(|error| Failure::failed(Phase::Publish, error.to_string()))
+            });
+        }
+        self.fence()?;
+        let staging_branch = staging_branch_name(self.identity);
+        let staged_commit = self.timed(Phase::Stage, |run| {
+            run.check_cancel(Phase::Stage)?;
+            let request = StageRequest {
+                workspace,
+                staging_branch: &staging_branch,
+                object_prefix: run.task.object_prefix(),
+                source_dir: root,
+                changes: &changes,
+                identity: run.identity,
+            };
+            let mut created = false;
+            let staged = store.stage(&request, &mut created, &run.env.cancel);
+            if created {
+                run.staging_created = Some((workspace.clone(), staging_branch.clone()));
+            }
+            staged.map_err(|error| Failure::failed(Phase::Stage, error.to_string()))
+        })?;
+        self.fence()?;
+        self.timed(Phase::Publish, |run| {
+            run.check_cancel(Phase::Publish)?;
+            store
+                .publish(
+                    workspace,
+                    &staging_branch,
+                    &staged_commit,
+                    merge_timeout,
+                    &run.env.cancel,
+                )
+                .map_err(|error| Failure::failed(Phase::Publish, error.to_string()))
+        })
+    }
+
+    /// Deletes the staging branch and the attempt directory; returns what failed.
+    fn cleanup(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Some((workspace, branch)) = self.staging_created.take()
+            && let Some(store) = self.env.store
+            && let Err(error) = store.delete_staging_branch(&workspace, &branch)
+        {
+            log::warn!(
+                task_id = self.identity.task_id.as_str(),
+                execution_id = self.identity.execution_id.as_str(),
+                staging_branch = branch.as_str(),
+                error = error.to_string().as_str();
+                "failed to clean staging workspace"
+            );
+            errors.push(format!(
+                "failed to clean staging workspace {branch}: {error}"
+            ));
+        }
+        if let Some(dir) = self.attempt_dir.take() {
+            let path = dir.path().display().to_string();
+            if let Err(error) = dir.remove() {
+                log::warn!(
+                    task_id = self.identity.task_id.as_str(),
+                    execution_id = self.identity.execution_id.as_str(),
+                    path = path.as_str(),
+                    error = error.to_string().as_str();
+                    "failed to remove attempt workspace"
+                );
+                errors.push(format!(
+                    "failed to remove attempt workspace {path}: {error}"
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// Runs one attempt of `task` on `input` (the Conductor `inputData`).
+pub fn run_attempt(
+    task: &Task,
+    identity: &AttemptIdentity,
+    input: &Value,
+    env: &AttemptEnv<'_>,
+) -> AttemptReport {
+    let owner_token = new_owner_token();
+    let _owner = env.owners.register(owner_token.clone());
+    let mut run = Run {
+        task,
+        identity,
+        env,
+        timings: Vec::new(),
+        changes: None,
+        staging_created: None,
+        attempt_dir: None,
+        owner_token,
+    };
+    let outcome = run.run(input);
+    let cleanup_started = Instant::now();
+    let cleanup_errors = run.cleanup();
+    run.timings
+        .push((Phase::Cleanup, cleanup_started.elapsed()));
+    let (result, failed_phase, reason_original_chars) = match outcome {
+        Ok(output) => (AttemptResult::completed(output), None, None),
+        Err(failure) => {
+            let cut = truncate_reason(&failure.reason, env.failure_reason_max_length);
+            let original = cut.truncated.then_some(cut.original_chars);
+            (
+                AttemptResult::failed(failure.status, cut.text),
+                Some(failure.phase),
+                original,
+            )
+        }
+    };
+    AttemptReport {
+        result,
+        failed_phase,
+        timings: run.timings,
+        changes: run.changes,
+        reason_original_chars,
+        cleanup_errors,
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,26 @@
+//! Per-worker JSONL logging (SPEC §11): where log files live, what a line looks like, how the
+//! process-global logger is installed, and how old files are deleted.
+//!
+//! - [`path`]: the safe path-component rule and the log file layout
+//!   `<log_root>/<safe target>/worker_id=<safe worker id>/pid=<pid>__started=<YYYYMMDDTHHMMSS+0800>.jsonl`.
+//! - [`format`](mod@format): one `log::Record` → one JSON object per line, with structured key-values.
+//! - [`init`]: [`init_logging`] installs the global logger with size rotation.
+//! - [`retention`]: [`sweep_retention`] deletes expired rotated files.
+//!
+//! Callers log with the `log` macros and structured fields, e.g.
+//! `log::info!(task_id = id, phase = "download", duration_ms = 12; "attempt finished")`.
+//! The logger never formats secrets on its own; callers pass redacted values only (see
+//! [`format`](mod@format)).
+
+pub mod format;
+pub mod init;
+pub mod path;
+pub mod retention;
+
+pub use format::{LineContext, LogRole, RESERVED_KEYS, record_to_json, write_json_line};
+pub use init::{LogSettings, LoggingError, LoggingGuard, init_logging};
+pub use path::{
+    LOG_FILE_SUFFIX, LOG_UTC_OFFSET, LogFileName, format_started, log_file_path,
+    parse_log_file_name, rotated_file_path, safe_path_component, worker_log_dir,
+};
+pub use retention::sweep_retention;
