@@ -1,0 +1,382 @@
+//! How `perago config <target> [--json]` shows a [`RuntimeConfig`]: secrets always redacted.
+//!
+//! The JSON shape is an interface (keys and order fixed, durations in whole seconds, sizes in
+//! bytes, `null` when unset); the text form is for people (aligned `key: value` lines,
+//! humantime durations, sizes with a binary-unit reading).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::runtime::RuntimeConfig;
+use super::secret::REDACTED;
+
+/// What the text form prints for an optional connection that is not set.
+const NOT_CONFIGURED: &str = "not configured";
+/// What the text form prints for an optional duration that is not set.
+const NONE: &str = "none";
+
+impl RuntimeConfig {
+    /// The resolved configuration as one JSON object with exactly these keys, in order:
+    /// `workspace_root`, `log_root`, `log_file_max_size` (bytes), `log_retention`,
+    /// `worker_id_prefix`, `execution_mode`, `workspace_gc_ttl`, `workspace_gc_interval`,
+    /// `shutdown_force_kill_after` (durations in whole seconds, `null` when unset),
+    /// `failure_reason_max_length`, `conductor` (`null` or `{server_url, auth}` where `auth` is
+    /// `null` or `{key_id, key_secret}`), `lakefs` (`null` or `{endpoint_url, access_key_id,
+    /// secret_access_key}`). Secrets are written as `"**********"`.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        let mut put = |key: &str, value: Value| {
+            object.insert(key.to_owned(), value);
+        };
+        put("workspace_root", path_json(self.workspace_root()));
+        put("log_root", path_json(self.log_root()));
+        put("log_file_max_size", self.log_file_max_size().into());
+        put("log_retention", self.log_retention().as_secs().into());
+        put("worker_id_prefix", self.worker_id_prefix().into());
+        put("execution_mode", self.execution_mode().as_str().into());
+        put("workspace_gc_ttl", self.workspace_gc_ttl().as_secs().into());
+        put(
+            "workspace_gc_interval",
+            self.workspace_gc_interval().as_secs().into(),
+        );
+        put(
+            "shutdown_force_kill_after",
+            self.shutdown_force_kill_after()
+                .map_or(Value::Null, |d| d.as_secs().into()),
+        );
+        put(
+            "failure_reason_max_length",
+            self.failure_reason_max_length().get().into(),
+        );
+        put(
+            "conductor",
+            self.conductor().map_or(Value::Null, |conductor| {
+                let auth = conductor.auth().map_or(Value::Null, |auth| {
+                    object_of([
+                        ("key_id", auth.key_id().into()),
+                        ("key_secret", REDACTED.into()),
+                    ])
+                });
+                object_of([
+                    ("server_url", conductor.server_url().into()),
+                    ("auth", auth),
+                ])
+            }),
+        );
+        put(
+            "lakefs",
+            self.lakefs().map_or(Value::Null, |lakefs| {
+                object_of([
+                    ("endpoint_url", lakefs.endpoint_url().into()),
+                    ("access_key_id", lakefs.access_key_id().into()),
+                    ("secret_access_key", REDACTED.into()),
+                ])
+            }),
+        );
+        Value::Object(object)
+    }
+
+    /// The resolved configuration as aligned `key: value` lines, each ending in a newline.
+    /// Nested connection settings use dotted keys (`lakefs.endpoint_url`); unset connections
+    /// read `not configured`, an unset force-kill deadline reads `none`.
+    pub fn render_text(&self) -> String {
+        let mut lines: Vec<(&str, String)> = vec![
+            (
+                "workspace_root",
+                self.workspace_root().display().to_string(),
+            ),
+            ("log_root", self.log_root().display().to_string()),
+            ("log_file_max_size", human_size(self.log_file_max_size())),
+            ("log_retention", human_duration(self.log_retention())),
+            ("worker_id_prefix", self.worker_id_prefix().to_owned()),
+            ("execution_mode", self.execution_mode().to_string()),
+            ("workspace_gc_ttl", human_duration(self.workspace_gc_ttl())),
+            (
+                "workspace_gc_interval",
+                human_duration(self.workspace_gc_interval()),
+            ),
+            (
+                "shutdown_force_kill_after",
+                self.shutdown_force_kill_after()
+                    .map_or_else(|| NONE.to_owned(), human_duration),
+            ),
+            (
+                "failure_reason_max_length",
+                self.failure_reason_max_length().to_string(),
+            ),
+        ];
+        match self.conductor() {
+            None => lines.push(("conductor", NOT_CONFIGURED.to_owned())),
+            Some(conductor) => {
+                lines.push(("conductor.server_url", conductor.server_url().to_owned()));
+                match conductor.auth() {
+                    None => lines.push(("conductor.auth", NOT_CONFIGURED.to_owned())),
+                    Some(auth) => {
+                        lines.push(("conductor.auth.key_id", auth.key_id().to_owned()));
+                        lines.push(("conductor.auth.key_secret", REDACTED.to_owned()));
+                    }
+                }
+            }
+        }
+        match self.lakefs() {
+            None => lines.push(("lakefs", NOT_CONFIGURED.to_owned())),
+            Some(lakefs) => {
+                lines.push(("lakefs.endpoint_url", lakefs.endpoint_url().to_owned()));
+                lines.push(("lakefs.access_key_id", lakefs.access_key_id().to_owned()));
+                lines.push(("lakefs.secret_access_key", REDACTED.to_owned()));
+            }
+        }
+        let width = lines
+            .iter()
+            .map(|(key, _)| key.len() + 1)
+            .max()
+            .unwrap_or(0);
+        lines
+            .into_iter()
+            .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:")))
+            .collect()
+    }
+}
+
+fn path_json(path: &std::path::Path) -> Value {
+    path.to_string_lossy().into_owned().into()
+}
+
+fn object_of<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    )
+}
+
+fn human_duration(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+/// `104857600 bytes (100MB)`; `~` marks a reading rounded to two decimals.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)];
+    let Some((name, unit)) = UNITS.into_iter().find(|&(_, unit)| bytes >= unit) else {
+        return format!("{bytes} bytes");
+    };
+    let scaled = u128::from(bytes) * 100;
+    let unit = u128::from(unit);
+    let hundredths = scaled / unit;
+    let approx = if scaled.is_multiple_of(unit) { "" } else { "~" };
+    let whole = hundredths / 100;
+    let fraction = hundredths % 100;
+    let number = match fraction {
+        0 => whole.to_string(),
+        f if f.is_multiple_of(10) => format!("{whole}.{}", f / 10),
+        f => format!("{whole}.{f:02}"),
+    };
+    format!("{bytes} bytes ({approx}{number}{name})")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ConfigOverrides;
+
+    const CONDUCTOR_SECRET: &str = "conductor-s3cret";
+    const LAKEFS_SECRET: &str = "lakefs-s3cret";
+
+    fn config(pairs: &[(&str, &str)]) -> RuntimeConfig {
+        let mut env: BTreeMap<String, String> = [("TMPDIR", "/t")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        env.extend(pairs.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
+        RuntimeConfig::from_env_map("app.workers.build", &env, &ConfigOverrides::default())
+            .expect("valid test config")
+    }
+
+    fn full() -> RuntimeConfig {
+        config(&[
+            ("PERAGO_LOG_FILE_MAX_SIZE", "1.5GB"),
+            ("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "90s"),
+            ("PERAGO_EXECUTION_MODE", "thread"),
+            ("CONDUCTOR_SERVER_URL", "http://c/api"),
+            ("CONDUCTOR_AUTH_KEY", "kid"),
+            ("CONDUCTOR_AUTH_SECRET", CONDUCTOR_SECRET),
+            ("LAKECTL_SERVER_ENDPOINT_URL", "http://l"),
+            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", "AKID"),
+            ("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", LAKEFS_SECRET),
+        ])
+    }
+
+    #[test]
+    fn json_defaults() {
+        assert_eq!(
+            config(&[]).to_json(),
+            json!({
+                "workspace_root": "/t/perago/workspaces",
+                "log_root": "/t/perago/logs",
+                "log_file_max_size": 104_857_600,
+                "log_retention": 2_592_000,
+                "worker_id_prefix": "appworkersbuild",
+                "execution_mode": "process",
+                "workspace_gc_ttl": 86_400,
+                "workspace_gc_interval": 3600,
+                "shutdown_force_kill_after": null,
+                "failure_reason_max_length": 500,
+                "conductor": null,
+                "lakefs": null,
+            })
+        );
+    }
+
+    #[test]
+    fn json_full_with_redacted_secrets_in_key_order() {
+        let value = full().to_json();
+        assert_eq!(
+            value,
+            json!({
+                "workspace_root": "/t/perago/workspaces",
+                "log_root": "/t/perago/logs",
+                "log_file_max_size": 1_610_612_736,
+                "log_retention": 2_592_000,
+                "worker_id_prefix": "appworkersbuild",
+                "execution_mode": "thread",
+                "workspace_gc_ttl": 86_400,
+                "workspace_gc_interval": 3600,
+                "shutdown_force_kill_after": 90,
+                "failure_reason_max_length": 500,
+                "conductor": {
+                    "server_url": "http://c/api",
+                    "auth": {"key_id": "kid", "key_secret": "**********"},
+                },
+                "lakefs": {
+                    "endpoint_url": "http://l",
+                    "access_key_id": "AKID",
+                    "secret_access_key": "**********",
+                },
+            })
+        );
+        let keys: Vec<&str> = value
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys,
+            [
+                "workspace_root",
+                "log_root",
+                "log_file_max_size",
+                "log_retention",
+                "worker_id_prefix",
+                "execution_mode",
+                "workspace_gc_ttl",
+                "workspace_gc_interval",
+                "shutdown_force_kill_after",
+                "failure_reason_max_length",
+                "conductor",
+                "lakefs",
+            ]
+        );
+        let text = value.to_string();
+        assert!(
+            text.find("\"server_url\"") < text.find("\"auth\""),
+            "{text}"
+        );
+        assert!(
+            text.find("\"endpoint_url\"") < text.find("\"access_key_id\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn conductor_without_auth_renders_null_auth() {
+        let cfg = config(&[("CONDUCTOR_SERVER_URL", "http://c/api")]);
+        assert_eq!(
+            cfg.to_json()["conductor"],
+            json!({"server_url": "http://c/api", "auth": null})
+        );
+        assert!(cfg.render_text().contains("conductor.auth:"));
+    }
+
+    #[test]
+    fn secrets_never_rendered() {
+        let cfg = full();
+        let renderings = [
+            cfg.to_json().to_string(),
+            cfg.render_text(),
+            format!("{cfg:?}"),
+            format!("{cfg:#?}"),
+        ];
+        for rendering in renderings {
+            for secret in [CONDUCTOR_SECRET, LAKEFS_SECRET] {
+                assert!(!rendering.contains(secret), "secret leaked in {rendering}");
+            }
+            assert!(rendering.contains(REDACTED), "{rendering}");
+        }
+    }
+
+    #[test]
+    fn text_defaults() {
+        assert_eq!(
+            config(&[]).render_text(),
+            "workspace_root:            /t/perago/workspaces\n\
+             log_root:                  /t/perago/logs\n\
+             log_file_max_size:         104857600 bytes (100MB)\n\
+             log_retention:             30days\n\
+             worker_id_prefix:          appworkersbuild\n\
+             execution_mode:            process\n\
+             workspace_gc_ttl:          1day\n\
+             workspace_gc_interval:     1h\n\
+             shutdown_force_kill_after: none\n\
+             failure_reason_max_length: 500\n\
+             conductor:                 not configured\n\
+             lakefs:                    not configured\n"
+        );
+    }
+
+    #[test]
+    fn text_full() {
+        assert_eq!(
+            full().render_text(),
+            "workspace_root:            /t/perago/workspaces\n\
+             log_root:                  /t/perago/logs\n\
+             log_file_max_size:         1610612736 bytes (1.5GB)\n\
+             log_retention:             30days\n\
+             worker_id_prefix:          appworkersbuild\n\
+             execution_mode:            thread\n\
+             workspace_gc_ttl:          1day\n\
+             workspace_gc_interval:     1h\n\
+             shutdown_force_kill_after: 1m 30s\n\
+             failure_reason_max_length: 500\n\
+             conductor.server_url:      http://c/api\n\
+             conductor.auth.key_id:     kid\n\
+             conductor.auth.key_secret: **********\n\
+             lakefs.endpoint_url:       http://l\n\
+             lakefs.access_key_id:      AKID\n\
+             lakefs.secret_access_key:  **********\n"
+        );
+    }
+
+    #[test]
+    fn human_sizes() {
+        let cases = [
+            (1, "1 bytes"),
+            (1023, "1023 bytes"),
+            (1024, "1024 bytes (1KB)"),
+            (1025, "1025 bytes (~1KB)"),
+            (1536, "1536 bytes (1.5KB)"),
+            (524_288, "524288 bytes (512KB)"),
+            (104_857_600, "104857600 bytes (100MB)"),
+            (1_610_612_736, "1610612736 bytes (1.5GB)"),
+            (1_342_177_280, "1342177280 bytes (1.25GB)"),
+            (u64::MAX, "18446744073709551615 bytes (~17179869183.99GB)"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(human_size(bytes), expected, "bytes {bytes}");
+        }
+    }
+}
