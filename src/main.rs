@@ -1,3 +1,7 @@
 //! The `perago` binary: the CLI with the example targets registered.
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    perago::cli::main_with(perago::examples::targets())
+}

@@ -24,6 +24,7 @@ struct Params {
     mode: String,
     #[serde(default)]
     #[schemars(range(min = 1))]
+    #[expect(dead_code, reason = "only its schema constraint is exercised")]
     count: Option<u32>,
 }
 

@@ -127,7 +127,11 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { exit_code::ERROR } else { exit_code::OK };
+            let code = if err.use_stderr() {
+                exit_code::ERROR
+            } else {
+                exit_code::OK
+            };
             let _ = err.print();
             return ExitCode::from(code);
         }
