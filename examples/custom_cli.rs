@@ -1,0 +1,50 @@
+//! A team's own worker binary: one task of its own, served with perago's full CLI.
+//!
+//! ```sh
+//! cargo run --example custom_cli -- check app.word_count
+//! cargo run --example custom_cli -- extract app.word_count -o generated/word.count.json
+//! echo '{"params": {"text": "to be or not to be"}}' \
+//!   | cargo run --example custom_cli -- run app.word_count --input -
+//! ```
+
+use std::process::ExitCode;
+
+use perago::registry::Targets;
+use perago::{DeclarationError, Task, TaskContext, TaskError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Params: the text to count.
+#[derive(Deserialize, JsonSchema)]
+struct Params {
+    #[schemars(length(min = 1))]
+    text: String,
+}
+
+/// Result: the number of words and of distinct words.
+#[derive(Serialize, JsonSchema)]
+struct Counts {
+    words: u64,
+    distinct: u64,
+}
+
+fn count_words(ctx: &TaskContext, params: Params) -> Result<Counts, TaskError> {
+    ctx.log().info("counting words");
+    let words: Vec<&str> = params.text.split_whitespace().collect();
+    let distinct: std::collections::BTreeSet<&str> = words.iter().copied().collect();
+    Ok(Counts {
+        words: words.len() as u64,
+        distinct: distinct.len() as u64,
+    })
+}
+
+fn word_count() -> Result<Task, DeclarationError> {
+    Task::builder("word.count", "text@example.com")
+        .description("Count the words of a text.")
+        .strict_params(true)
+        .handler(count_words)
+}
+
+fn main() -> ExitCode {
+    perago::cli::main_with(Targets::new().register("app.word_count", word_count))
+}
