@@ -43,6 +43,7 @@ fn body(ctx: &TaskContext, params: Params) -> Result<Output, TaskError> {
         "panic" => panic!("boom in body"),
         "bad-result" => Ok(Output { value: 11 }),
         "long" => Err(TaskError::failed("é".repeat(2000))),
+        "bytes" => Err(TaskError::failed(String::from_utf8_lossy(b"bad \xff\xfe bytes"))),
         "sleep" => {
             ctx.sleep(Duration::from_secs(600))
                 .map_err(|_| TaskError::failed("cancelled"))?;
@@ -651,4 +652,13 @@ impl AttemptFence for CountingFence {
         *self.count.lock() += 1;
         Ok(())
     }
+}
+
+#[test]
+fn reasons_built_from_invalid_utf8_are_reported_lossily() {
+    let harness = Harness::new();
+    let report = harness.run_free(&free_task(false), json!({"params": {"mode": "bytes"}}));
+    let reason = report.result.reason.unwrap();
+    assert_eq!(reason, "bad \u{fffd}\u{fffd} bytes");
+    assert_eq!(report.reason_original_chars, None);
 }
