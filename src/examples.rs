@@ -15,6 +15,7 @@ use crate::task::{
     DeclarationError, LimitControls, RetryControls, RetryLogic, Task, TaskContext, TaskControls,
     TaskError, TimeoutControls, WorkspaceSpec,
 };
+use crate::workspace::walk;
 
 /// Params of `metadata.validate`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -203,22 +204,11 @@ fn matching_files(root: &Path, pattern: &str) -> Result<Vec<String>, TaskError> 
         .map_err(|err| TaskError::terminal(format!("invalid pattern '{pattern}': {err}")))?
         .compile_matcher();
     let mut found = Vec::new();
-    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+    for item in walk(root) {
         let entry =
-            entry.map_err(|err| TaskError::failed(format!("failed to scan workspace: {err}")))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let Ok(relative) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        let relative = relative
-            .components()
-            .map(|part| part.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if relative != ".perago-attempt.json" && matcher.is_match(&relative) {
-            found.push(relative);
+            item.map_err(|err| TaskError::failed(format!("failed to scan workspace: {err}")))?;
+        if entry.entry.file_type().is_file() && matcher.is_match(&entry.relative) {
+            found.push(entry.relative);
         }
     }
     found.sort();

@@ -11,9 +11,7 @@ use std::path::Path;
 use globset::GlobBuilder;
 
 use crate::task::DeclarationError;
-
-/// The marker file every attempt workspace holds; never matched by a guardrail.
-const MARKER_FILE_NAME: &str = ".perago-attempt.json";
+use crate::workspace::walk;
 
 /// What a guardrail checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,22 +262,11 @@ fn count_matches(root: &Path, pattern: &str) -> Result<usize, GuardrailViolation
         message: format!("invalid guardrail glob '{pattern}': {err}"),
     })?;
     let mut count = 0;
-    for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
-        let entry = entry.map_err(|err| GuardrailViolation {
+    for item in walk(root) {
+        let entry = item.map_err(|err| GuardrailViolation {
             message: format!("failed to scan workspace {}: {err}", root.display()),
         })?;
-        let Ok(relative) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        let relative = relative
-            .components()
-            .map(|part| part.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        if relative == MARKER_FILE_NAME {
-            continue;
-        }
-        if matcher.is_match(&relative) {
+        if matcher.is_match(&entry.relative) {
             count += 1;
         }
     }
@@ -289,6 +276,7 @@ fn count_matches(root: &Path, pattern: &str) -> Result<usize, GuardrailViolation
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workspace::MARKER_FILE_NAME;
     use std::fs;
 
     fn workspace(files: &[&str]) -> tempfile::TempDir {

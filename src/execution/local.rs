@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::store::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
 use crate::task::CancelToken;
-use crate::workspace::{ChangeSet, FileState, HashingWriter, MARKER_FILE_NAME, Snapshot};
+use crate::workspace::{ChangeSet, FileState, HashingWriter, Snapshot, WorkspaceEntry, walk};
 
 /// A workspace store backed by a local directory.
 #[derive(Debug)]
@@ -71,31 +71,17 @@ impl WorkspaceStore for LocalDirStore {
         if !root.is_dir() {
             return Ok(snapshot);
         }
-        for entry in walkdir::WalkDir::new(&root)
-            .min_depth(1)
-            .follow_links(false)
-        {
+        for item in walk(&root) {
             if cancel.is_cancelled() {
                 return Err(StoreError::new("download cancelled"));
             }
-            let entry = entry
+            let WorkspaceEntry { relative, entry } = item
                 .map_err(|e| StoreError::new(format!("failed to scan {}: {e}", root.display())))?;
             if !entry.file_type().is_file() {
                 continue;
             }
-            let Ok(relative) = entry.path().strip_prefix(&root) else {
-                continue;
-            };
-            let key = relative
-                .components()
-                .map(|part| part.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            if key == MARKER_FILE_NAME {
-                continue;
-            }
-            let state = copy_hashed(entry.path(), &dest.join(relative))?;
-            snapshot.insert(key, state);
+            let state = copy_hashed(entry.path(), &dest.join(&relative))?;
+            snapshot.insert(relative, state);
         }
         Ok(snapshot)
     }

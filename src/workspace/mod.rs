@@ -20,6 +20,7 @@ pub mod lock;
 pub mod marker;
 pub mod owners;
 pub mod snapshot;
+pub mod walk;
 
 pub use attempt_dir::{AttemptDir, create_attempt_dir, new_execution_id};
 pub use gc::{SweepError, SweepReport, remove_for_owner, sweep};
@@ -29,6 +30,7 @@ pub use owners::{LiveOwners, OwnerGuard, new_owner_token, pid_is_alive};
 pub use snapshot::{
     ChangeSet, FileState, HashingWriter, Snapshot, SnapshotError, diff, hash_reader,
 };
+pub use walk::{WalkError, WorkspaceEntry, walk};
 
 /// The safe path-component rule for attempt directory names (SPEC §8). It is the same rule
 /// as for log paths, so it is the same function: see

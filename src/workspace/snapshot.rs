@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use super::marker::MARKER_FILE_NAME;
+use super::walk::{WalkError, WorkspaceEntry, walk};
 
 /// Size and content hash of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,22 +90,18 @@ impl Snapshot {
     /// directly under `root` is skipped. Any other kind of file is an error.
     pub fn scan(root: &Path) -> Result<Snapshot, SnapshotError> {
         let mut snapshot = Snapshot::new();
-        for entry in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
-            let entry = entry.map_err(|e| {
-                let path = e.path().unwrap_or(root).to_path_buf();
-                SnapshotError::Read {
+        for item in walk(root) {
+            let WorkspaceEntry { relative, entry } = item.map_err(|error| match error {
+                WalkError::Read { path, source } => SnapshotError::Read {
                     path,
-                    source: e.into(),
-                }
+                    source: source.into(),
+                },
+                WalkError::NonUtf8Path { path } => SnapshotError::NonUtf8Path { path },
             })?;
-            if entry.depth() == 1 && entry.file_name() == MARKER_FILE_NAME {
-                continue;
-            }
             let file_type = entry.file_type();
             if file_type.is_dir() {
                 continue;
             }
-            let relative = relative_posix_path(root, entry.path())?;
             if file_type.is_symlink() {
                 snapshot.symlinks.push(relative);
             } else if file_type.is_file() {
@@ -172,27 +168,6 @@ impl Snapshot {
             None => Ok(()),
         }
     }
-}
-
-/// `path` relative to `root`, `/`-separated.
-fn relative_posix_path(root: &Path, path: &Path) -> Result<String, SnapshotError> {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    let mut out = String::new();
-    for component in relative.components() {
-        let Component::Normal(name) = component else {
-            continue;
-        };
-        let Some(name) = name.to_str() else {
-            return Err(SnapshotError::NonUtf8Path {
-                path: path.to_path_buf(),
-            });
-        };
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(name);
-    }
-    Ok(out)
 }
 
 /// What changed between two snapshots; each list sorted by path.
@@ -316,6 +291,7 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workspace::MARKER_FILE_NAME;
     use std::os::unix::fs::symlink;
 
     fn tempdir() -> tempfile::TempDir {
