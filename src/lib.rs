@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod conductor;
 pub mod config;
 pub mod devserver;
 pub mod examples;
