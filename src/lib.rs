@@ -17,6 +17,7 @@ pub mod guardrail;
 pub mod logging;
 pub mod registry;
 pub mod result;
+pub mod runtime;
 pub mod schema;
 pub mod task;
 pub mod taskdef;

@@ -28,6 +28,12 @@ pub mod exit_code {
     pub const ERROR: u8 = 1;
     /// `perago run`: the attempt ran but did not complete (its JSON is on stdout).
     pub const ATTEMPT_NOT_COMPLETED: u8 = 2;
+    /// `perago start`: the shutdown deadline passed and attempts that ignored their
+    /// cancellation token were abandoned.
+    pub const ATTEMPTS_ABANDONED: u8 = 3;
+    /// `perago start`: a runtime thread failed (a bug in perago); the runtime drained and
+    /// stopped.
+    pub const RUNTIME_FAILURE: u8 = 4;
 }
 
 #[derive(Debug, Parser)]

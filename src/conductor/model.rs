@@ -106,6 +106,18 @@ pub enum UpdateStatus {
     FailedWithTerminalError,
 }
 
+impl UpdateStatus {
+    /// The Conductor spelling (`IN_PROGRESS`, `COMPLETED`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStatus::InProgress => "IN_PROGRESS",
+            UpdateStatus::Completed => "COMPLETED",
+            UpdateStatus::Failed => "FAILED",
+            UpdateStatus::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+        }
+    }
+}
+
 impl From<TaskStatus> for UpdateStatus {
     fn from(status: TaskStatus) -> Self {
         match status {
