@@ -2,8 +2,8 @@
 //! time it out (`IN_PROGRESS` + `extendLease: true`, which restarts the response-timeout
 //! clock).
 //!
-//! Workers register an attempt with [`LeaseMsg::Start`] when its `responseTimeoutSeconds`
-//! warrants it and remove it with [`LeaseMsg::Stop`] before reporting the result. The first
+//! Workers register an attempt with `LeaseMsg::Start` when its `responseTimeoutSeconds`
+//! warrants it and remove it with `LeaseMsg::Stop` before reporting the result. The first
 //! beat is due one interval (80 % of the response timeout) after the start, then every
 //! interval; a timeout whose interval would be under one second gets no heartbeat. A failed
 //! beat is retried twice at short delays without blocking the other leases (it is simply

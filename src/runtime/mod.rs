@@ -19,7 +19,7 @@
 //! - [`builder`]: [`Runtime::builder`] and transactional start.
 //! - [`handle`]: [`RuntimeHandle`] (`shutdown`, `force`, `join`, `counters`) and [`RuntimeExit`].
 //! - [`shutdown`]: [`Shutdown`] and the ordered [`ShutdownReason`].
-//! - [`poller`], [`worker`], [`lease`], [`gc_timer`], [`signals`]: one file per thread.
+//! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`: one file per thread.
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
 //! - [`backoff`]: delay iterators; [`counters`]: the live counters.
 //! - [`entry`]: [`serve`] and [`run_worker_process`], the process-level entry points.
