@@ -56,15 +56,14 @@ pub(crate) struct RepositoryOut {
     pub read_only: bool,
 }
 
-/// `RepositoryCreation` schema.
+/// `RepositoryCreation` schema. `sample_data` is accepted and ignored (unknown fields are
+/// skipped): the dev server has no sample data set.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RepositoryCreation {
     pub name: String,
     pub storage_namespace: String,
     #[serde(default)]
     pub default_branch: Option<String>,
-    #[serde(default)]
-    pub sample_data: Option<bool>,
     #[serde(default)]
     pub read_only: Option<bool>,
 }
@@ -76,15 +75,13 @@ pub(crate) struct RefOut {
     pub commit_id: String,
 }
 
-/// `BranchCreation` schema.
+/// `BranchCreation` schema. `hidden` is accepted and ignored: hidden branches are listed.
 #[derive(Debug, Deserialize)]
 pub(crate) struct BranchCreation {
     pub name: String,
     pub source: String,
     #[serde(default)]
     pub force: Option<bool>,
-    #[serde(default)]
-    pub hidden: Option<bool>,
 }
 
 /// `ResetCreation` schema (`PUT /repositories/{r}/branches/{b}`).
