@@ -2,3 +2,4 @@
 //! and lakeFS REST APIs that perago and the official SDK clients use.
 
 pub mod http;
+pub mod lakefs;
