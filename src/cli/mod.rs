@@ -9,6 +9,7 @@ mod check;
 mod config_cmd;
 mod extract;
 mod run;
+mod start;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -110,6 +111,8 @@ pub(crate) enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Serve(#[from] crate::runtime::ServeError),
     #[error("{0}")]
     Message(String),
 }
@@ -158,9 +161,11 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             workspace_dir,
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
-        Command::Start { .. } => Err(CliError::Message(
-            "perago start is not available in this build yet".into(),
-        )),
+        Command::Start {
+            target,
+            jobs,
+            execution_mode,
+        } => start::run(&targets, &target, jobs, execution_mode),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
