@@ -12,6 +12,7 @@
 //! held as a [`Secret`]; no `Debug`, error or log line ever contains it.
 
 use std::collections::BTreeMap;
+use std::error::Error;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -26,9 +27,9 @@ use ureq::http::Response;
 use ureq::{Body, BodyReader, RequestBuilder};
 
 use super::model::{
-    Branch, BranchCreation, BulkDeleteFailure, BulkDeleteResult, Commit, CommitCreation,
-    CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats, ObjectStatsList,
-    PathList, Repository, RepositoryCreation,
+    Branch, BranchCreation, BranchList, BulkDeleteFailure, BulkDeleteResult, Commit,
+    CommitCreation, CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats,
+    ObjectStatsList, PathList, Repository, RepositoryCreation,
 };
 use crate::config::{LakefsConfig, Secret};
 use crate::task::CancelToken;
@@ -581,7 +582,7 @@ impl LakefsClient {
                 url = call.url.as_str(),
                 attempt = attempt,
                 delay_ms = delay.as_millis() as u64,
-                error = error.to_string().as_str();
+                error = error_chain(&error).as_str();
                 "lakeFS call failed; retrying"
             );
             if cancel.sleep(delay).is_err() {
@@ -697,6 +698,39 @@ impl LakefsClient {
             &Self::call("get branch", Method::Get, url, Payload::Empty, true),
             cancel,
         )
+    }
+
+    /// `GET /repositories/{repository}/branches`: every branch, following all pages.
+    pub fn list_branches(
+        &self,
+        repository: &str,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Branch>, LakefsError> {
+        let mut branches = Vec::new();
+        let mut after = String::new();
+        let amount = MAX_PAGE_SIZE.to_string();
+        loop {
+            let mut query = vec![("amount", amount.as_str())];
+            if !after.is_empty() {
+                query.push(("after", after.as_str()));
+            }
+            let url = self.url(&["repositories", repository, "branches"], &query);
+            let page: BranchList = self.json(
+                &Self::call("list branches", Method::Get, url, Payload::Empty, true),
+                cancel,
+            )?;
+            let last = page.results.last().map(|branch| branch.id.clone());
+            branches.extend(page.results);
+            let next = if page.pagination.next_offset.is_empty() {
+                last.unwrap_or_default()
+            } else {
+                page.pagination.next_offset
+            };
+            if !page.pagination.has_more || next.is_empty() || next == after {
+                return Ok(branches);
+            }
+            after = next;
+        }
     }
 
     /// `POST /repositories/{repository}/branches`: creates `name` at `source`'s head commit;
@@ -1054,6 +1088,21 @@ impl LakefsClient {
         call.total_timeout = Some(timeout.unwrap_or(self.options.default_merge_timeout));
         self.no_content(&call, cancel)
     }
+}
+
+/// Renders an error with its causes: `outer: cause: root cause`.
+pub(crate) fn error_chain(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {

@@ -254,6 +254,10 @@ fn fetch_one(
     let mut writer = HashingWriter::new(io::BufWriter::with_capacity(COPY_BUFFER, file));
     let mut buffer = vec![0u8; COPY_BUFFER];
     loop {
+        // Large objects take long: observe the shutdown deadline between chunks too.
+        if cancel.is_cancelled() {
+            return Err(DownloadError::Cancelled);
+        }
         let read = match body.read(&mut buffer) {
             Ok(0) => break,
             Ok(read) => read,

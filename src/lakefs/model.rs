@@ -74,6 +74,16 @@ pub struct Branch {
     pub commit_id: String,
 }
 
+/// One page of a branch listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct BranchList {
+    /// Paging state.
+    pub pagination: Pagination,
+    /// Branches, sorted by name.
+    pub results: Vec<Branch>,
+}
+
 /// A commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]

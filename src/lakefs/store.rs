@@ -5,7 +5,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Duration;
 
-use super::client::{LakefsClient, LakefsError};
+use super::client::{LakefsClient, LakefsError, error_chain};
 use super::download::download_prefix;
 use super::publish::{Published, publish_noop, publish_staged};
 use super::stage::stage_changes;
@@ -29,21 +29,6 @@ pub struct LakefsStore {
     client: LakefsClient,
     download_parallelism: usize,
     upload_parallelism: usize,
-}
-
-/// Renders an error with its causes: `outer: cause: root cause`.
-pub(crate) fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn store_error(error: &dyn Error) -> StoreError {
