@@ -43,7 +43,9 @@ fn body(ctx: &TaskContext, params: Params) -> Result<Output, TaskError> {
         "panic" => panic!("boom in body"),
         "bad-result" => Ok(Output { value: 11 }),
         "long" => Err(TaskError::failed("é".repeat(2000))),
-        "bytes" => Err(TaskError::failed(String::from_utf8_lossy(b"bad \xff\xfe bytes"))),
+        "bytes" => Err(TaskError::failed(String::from_utf8_lossy(
+            b"bad \xff\xfe bytes",
+        ))),
         "sleep" => {
             ctx.sleep(Duration::from_secs(600))
                 .map_err(|_| TaskError::failed("cancelled"))?;

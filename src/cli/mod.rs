@@ -7,6 +7,7 @@
 
 mod check;
 mod config_cmd;
+mod dev_server;
 mod extract;
 mod run;
 
@@ -80,6 +81,15 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    /// Serve the local Conductor + lakeFS compatible dev server until SIGINT/SIGTERM.
+    DevServer {
+        /// Listen address (default 127.0.0.1:0, a free port).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Directory where state persists across restarts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run workers that poll Conductor.
     Start {
         /// The target to serve.
@@ -152,6 +162,7 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             workspace_dir,
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
+        Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
         Command::Start { .. } => Err(CliError::Message(
             "perago start is not available in this build yet".into(),
         )),

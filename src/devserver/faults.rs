@@ -1,0 +1,93 @@
+//! Fault injection per route: error statuses at a rate and added latency, deterministic
+//! from a seed, switchable at run time.
+
+use std::time::Duration;
+
+use globset::{Glob, GlobMatcher};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+/// One fault rule, as set by library call or `POST /_dev/faults`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FaultRule {
+    /// HTTP method to match, or `*`.
+    pub method: String,
+    /// Glob over the full request path, e.g. `/api/tasks/poll/batch/*`.
+    pub path: String,
+    /// Status answered instead of handling the request.
+    #[serde(default)]
+    pub error_status: Option<u16>,
+    /// Fraction of matching requests that get `error_status` (0.0..=1.0).
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Latency added to every matching request, milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+struct Compiled {
+    rule: FaultRule,
+    matcher: GlobMatcher,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Decision {
+    pub latency: Duration,
+    pub error_status: Option<u16>,
+}
+
+/// The active fault rules.
+pub struct Faults {
+    rules: Mutex<Vec<Compiled>>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("rules", &self.rules.lock().len())
+            .finish()
+    }
+}
+
+impl Faults {
+    pub(crate) fn new(seed: u64) -> Faults {
+        Faults {
+            rules: Mutex::new(Vec::new()),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+        }
+    }
+
+    /// Adds a rule; fails on an invalid glob.
+    pub fn set(&self, rule: FaultRule) -> Result<(), globset::Error> {
+        let matcher = Glob::new(&rule.path)?.compile_matcher();
+        self.rules.lock().push(Compiled { rule, matcher });
+        Ok(())
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.rules.lock().clear();
+    }
+
+    pub(crate) fn decide(&self, method: &str, path: &str) -> Decision {
+        let rules = self.rules.lock();
+        let mut decision = Decision::default();
+        for compiled in rules.iter() {
+            let rule = &compiled.rule;
+            if (rule.method == "*" || rule.method.eq_ignore_ascii_case(method))
+                && compiled.matcher.is_match(path)
+            {
+                decision.latency += Duration::from_millis(rule.latency_ms);
+                if decision.error_status.is_none()
+                    && let Some(status) = rule.error_status
+                    && self.rng.lock().f64() < rule.error_rate
+                {
+                    decision.error_status = Some(status);
+                }
+            }
+        }
+        decision
+    }
+}
