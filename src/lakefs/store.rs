@@ -202,6 +202,28 @@ mod tests {
     struct Middle(#[source] std::io::Error);
 
     #[test]
+    fn stores_are_built_from_config_in_one_call() {
+        let config = LakefsConfig::new(
+            "http://lakefs.local:8000/".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        match LakefsStore::from_config(&config) {
+            Ok(store) => {
+                assert_eq!(store.client().base_url(), "http://lakefs.local:8000/api/v1");
+                assert!(!format!("{store:?}").contains("hidden"));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let bad = LakefsConfig::new(
+            "lakefs.local".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        assert!(LakefsStore::from_config(&bad).is_err());
+    }
+
+    #[test]
     fn chains_render_every_cause_once() {
         let error = Outer(Middle(std::io::Error::other("root")));
         assert_eq!(error_chain(&error), "outer: middle: root");
