@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod conductor;
 pub mod config;
 pub mod devserver;
 pub mod examples;
@@ -16,6 +17,7 @@ pub mod guardrail;
 pub mod logging;
 pub mod registry;
 pub mod result;
+pub mod runtime;
 pub mod schema;
 pub mod task;
 pub mod taskdef;

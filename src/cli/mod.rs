@@ -10,6 +10,7 @@ mod config_cmd;
 mod dev_server;
 mod extract;
 mod run;
+mod start;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ pub mod exit_code {
     pub const ERROR: u8 = 1;
     /// `perago run`: the attempt ran but did not complete (its JSON is on stdout).
     pub const ATTEMPT_NOT_COMPLETED: u8 = 2;
+    /// `perago start`: the shutdown deadline passed and attempts that ignored their
+    /// cancellation token were abandoned.
+    pub const ATTEMPTS_ABANDONED: u8 = 3;
+    /// `perago start`: a runtime thread failed (a bug in perago); the runtime drained and
+    /// stopped.
+    pub const RUNTIME_FAILURE: u8 = 4;
 }
 
 #[derive(Debug, Parser)]
@@ -114,6 +121,8 @@ pub(crate) enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Serve(#[from] crate::runtime::ServeError),
     #[error("{0}")]
     Message(String),
 }
@@ -163,9 +172,11 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
         Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
-        Command::Start { .. } => Err(CliError::Message(
-            "perago start is not available in this build yet".into(),
-        )),
+        Command::Start {
+            target,
+            jobs,
+            execution_mode,
+        } => start::run(&targets, &target, jobs, execution_mode),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

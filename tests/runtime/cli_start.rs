@@ -1,0 +1,1 @@
+//! `perago start` as a child process.
