@@ -14,6 +14,7 @@ pub mod devserver;
 pub mod examples;
 pub mod execution;
 pub mod guardrail;
+pub mod lakefs;
 pub mod logging;
 pub mod registry;
 pub mod result;
