@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod conductor;
 pub mod config;
+pub mod demo;
 pub mod devserver;
 pub mod examples;
 pub mod execution;
