@@ -74,7 +74,8 @@ pub struct ClientOptions {
     pub retry_base_delay: Duration,
     /// Cap on one retry delay.
     pub retry_max_delay: Duration,
-    /// Idle keep-alive connections kept per host (at least the download parallelism).
+    /// Idle keep-alive connections kept per host (at least the download parallelism);
+    /// `0` turns keep-alive off (every request opens and closes its own connection).
     pub max_idle_connections_per_host: usize,
 }
 
@@ -389,8 +390,8 @@ impl LakefsClient {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(options.connect_timeout))
-            .max_idle_connections(options.max_idle_connections_per_host.max(1) * 2)
-            .max_idle_connections_per_host(options.max_idle_connections_per_host.max(1))
+            .max_idle_connections(options.max_idle_connections_per_host.saturating_mul(2))
+            .max_idle_connections_per_host(options.max_idle_connections_per_host)
             .user_agent(concat!("perago/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
