@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod conductor;
 pub mod config;
+pub mod demo;
 pub mod devserver;
 pub mod examples;
 pub mod execution;
@@ -17,6 +19,7 @@ pub mod lakefs;
 pub mod logging;
 pub mod registry;
 pub mod result;
+pub mod runtime;
 pub mod schema;
 pub mod task;
 pub mod taskdef;

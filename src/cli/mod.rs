@@ -10,6 +10,7 @@ mod config_cmd;
 mod dev_server;
 mod extract;
 mod run;
+mod start;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,6 +30,12 @@ pub mod exit_code {
     pub const ERROR: u8 = 1;
     /// `perago run`: the attempt ran but did not complete (its JSON is on stdout).
     pub const ATTEMPT_NOT_COMPLETED: u8 = 2;
+    /// `perago start`: the shutdown deadline passed and attempts that ignored their
+    /// cancellation token were abandoned.
+    pub const ATTEMPTS_ABANDONED: u8 = 3;
+    /// `perago start`: a runtime thread failed (a bug in perago); the runtime drained and
+    /// stopped.
+    pub const RUNTIME_FAILURE: u8 = 4;
 }
 
 #[derive(Debug, Parser)]
@@ -81,6 +88,21 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    /// The one-command main job: dev server, example workers, a batch of workflows.
+    Demo {
+        /// Echo + metadata workflows to run.
+        #[arg(long, default_value_t = 300)]
+        workflows: usize,
+        /// Worker threads per workspace-free task.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// features.build → catalog.read workflows (each publishes a lakeFS commit).
+        #[arg(long, default_value_t = 3)]
+        publications: usize,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Serve the local Conductor + lakeFS compatible dev server until SIGINT/SIGTERM.
     DevServer {
         /// Listen address (default 127.0.0.1:0, a free port).
@@ -114,6 +136,8 @@ pub(crate) enum CliError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Serve(#[from] crate::runtime::ServeError),
     #[error("{0}")]
     Message(String),
 }
@@ -162,10 +186,18 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             workspace_dir,
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
+        Command::Demo {
+            workflows,
+            threads,
+            publications,
+            no_progress,
+        } => demo(workflows, threads, publications, !no_progress),
         Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
-        Command::Start { .. } => Err(CliError::Message(
-            "perago start is not available in this build yet".into(),
-        )),
+        Command::Start {
+            target,
+            jobs,
+            execution_mode,
+        } => start::run(&targets, &target, jobs, execution_mode),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -174,6 +206,22 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -> CommandResult {
+    let options = crate::demo::DemoOptions {
+        workflows,
+        threads,
+        publications,
+        progress,
+    };
+    let report = crate::demo::run_demo(&options, &mut std::io::stdout())
+        .map_err(|err| CliError::Message(err.to_string()))?;
+    Ok(if report.failed == 0 {
+        exit_code::OK
+    } else {
+        exit_code::ERROR
+    })
 }
 
 /// Loads the configuration for `target` from `.env` and the process environment.

@@ -1,0 +1,75 @@
+//! `perago start <target> [-j N] [--execution-mode thread|process]`: run workers until
+//! SIGINT/SIGTERM.
+//!
+//! Checks, in order: the configuration (Conductor required; lakeFS for workspace tasks),
+//! `N ≥ 1`, the execution mode, then that the TaskDef is registered in Conductor. Thread mode
+//! then runs the thread runtime with N worker threads in this process; the exit code is 0
+//! after a clean drain and [`exit_code::ATTEMPTS_ABANDONED`] or
+//! [`exit_code::RUNTIME_FAILURE`] otherwise.
+
+use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use crate::conductor::{ConductorClient, error_chain};
+use crate::config::{ConfigOverrides, ExecutionMode};
+use crate::registry::Targets;
+use crate::runtime::{ServeOptions, exit_code_for, serve};
+
+pub(crate) fn run(
+    targets: &Targets,
+    target: &str,
+    jobs: usize,
+    execution_mode: Option<ExecutionMode>,
+) -> CommandResult {
+    let config = load_config(target, &ConfigOverrides { execution_mode })?;
+    let conductor = config.require_conductor()?;
+    let task = resolve_task(targets, target)?;
+    if task.is_workspace_task() {
+        config.require_lakefs()?;
+    }
+    if jobs < 1 {
+        return Err(CliError::Message(
+            "worker process count must be at least 1".into(),
+        ));
+    }
+    if config.execution_mode() == ExecutionMode::Process {
+        return Err(CliError::Message(
+            "process mode is not available in this build yet; use --execution-mode thread".into(),
+        ));
+    }
+    let client = ConductorClient::new(conductor);
+    match client.get_task_def(task.name()) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(CliError::Message(format!(
+                "Conductor TaskDef '{}' is not registered; run perago extract and register it before start",
+                task.name()
+            )));
+        }
+        Err(error) => {
+            return Err(CliError::Message(format!(
+                "failed to check Conductor TaskDef '{}': {}",
+                task.name(),
+                error_chain(&error)
+            )));
+        }
+    }
+    let exit = serve(ServeOptions {
+        target: target.to_owned(),
+        task,
+        config,
+        threads: jobs,
+        lock_workspace_root: true,
+    })?;
+    let code = exit_code_for(&exit);
+    if code != exit_code::OK {
+        eprintln!(
+            "error: runtime stopped uncleanly: {} attempt(s) abandoned{}",
+            exit.abandoned_attempts,
+            if exit.runtime_failure {
+                ", a runtime thread failed"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(code)
+}

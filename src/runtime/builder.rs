@@ -1,0 +1,439 @@
+//! [`Runtime::builder`] → [`RuntimeBuilder`] → [`RuntimeHandle`]: configuring and starting a
+//! thread runtime.
+//!
+//! Start is transactional: the workspace lock, the startup sweep and every thread are set up
+//! in order, and if any step fails the threads already started are stopped and joined (and
+//! the lock released) before the error is returned.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::backoff::{ExponentialBackoff, RetryPolicy};
+use super::counters::Counters;
+use super::error::RuntimeError;
+use super::fence::ConductorFence;
+use super::gc_timer::{GcTimer, LogPruning, sweep_workspaces};
+use super::handle::{Running, RuntimeHandle, Threads};
+use super::lease::LeaseKeeper;
+use super::poller::Poller;
+use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
+use super::signals::SignalWatcher;
+use super::worker::{Shared, Worker};
+use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
+use crate::config::RuntimeConfig;
+use crate::execution::WorkspaceStore;
+use crate::task::Task;
+use crate::workspace::{LiveOwners, acquire_supervisor_lock};
+
+/// Defaults of the tuning knobs; see the [`RuntimeBuilder`] methods.
+pub mod defaults {
+    use super::*;
+
+    /// Long-poll wait sent with each poll (every Conductor SDK uses 100 ms).
+    pub const POLL_WAIT: Duration = Duration::from_millis(100);
+    /// Cap of the empty-poll backoff.
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+    /// First delay of the empty-poll backoff.
+    pub const EMPTY_POLL_FIRST_DELAY: Duration = Duration::from_millis(2);
+    /// Backoff after failed polls.
+    pub const POLL_ERROR_BACKOFF: ExponentialBackoff =
+        ExponentialBackoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    /// Tries of a result update (6 tries over about 15 s).
+    pub const UPDATE_ATTEMPTS: u32 = 6;
+    /// Backoff between result update tries.
+    pub const UPDATE_BACKOFF: ExponentialBackoff =
+        ExponentialBackoff::new(Duration::from_millis(500), Duration::from_secs(8));
+    /// How long cancelled attempts get to end before they are abandoned.
+    pub const FORCE_GRACE: Duration = Duration::from_secs(5);
+}
+
+/// The entry point of the thread runtime: see [`Runtime::builder`].
+#[derive(Debug)]
+pub enum Runtime {}
+
+impl Runtime {
+    /// Starts configuring a runtime serving `task` with `config`.
+    ///
+    /// ```no_run
+    /// # fn demo(config: perago::config::RuntimeConfig, task: perago::Task) -> Result<(), perago::runtime::RuntimeError> {
+    /// use perago::runtime::Runtime;
+    ///
+    /// let handle = Runtime::builder(config, task).threads(4).start()?;
+    /// // ... later, e.g. when the host program stops:
+    /// handle.shutdown();
+    /// let exit = handle.join();
+    /// assert!(exit.is_clean());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(config: RuntimeConfig, task: Task) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            task,
+            threads: 1,
+            store: None,
+            conductor: None,
+            lock_workspace_root: true,
+            signals: false,
+            owners: None,
+            log_dir: None,
+            poll_wait: defaults::POLL_WAIT,
+            poll_interval: defaults::POLL_INTERVAL,
+            poll_error_backoff: defaults::POLL_ERROR_BACKOFF,
+            update_retry: RetryPolicy {
+                attempts: NonZeroU32::new(defaults::UPDATE_ATTEMPTS).unwrap_or(NonZeroU32::MIN),
+                backoff: defaults::UPDATE_BACKOFF,
+            },
+            force_grace: defaults::FORCE_GRACE,
+        }
+    }
+}
+
+/// Configures a thread runtime; [`start`](Self::start) runs it.
+#[must_use = "a builder does nothing until start() is called"]
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    task: Task,
+    threads: usize,
+    store: Option<Arc<dyn WorkspaceStore>>,
+    conductor: Option<Arc<dyn ConductorApi>>,
+    lock_workspace_root: bool,
+    signals: bool,
+    owners: Option<LiveOwners>,
+    log_dir: Option<PathBuf>,
+    poll_wait: Duration,
+    poll_interval: Duration,
+    poll_error_backoff: ExponentialBackoff,
+    update_retry: RetryPolicy,
+    force_grace: Duration,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("task", &self.task.name())
+            .field("threads", &self.threads)
+            .field("lock_workspace_root", &self.lock_workspace_root)
+            .field("signals", &self.signals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeBuilder {
+    /// Number of worker threads, i.e. attempts run at once (default 1; 0 fails `start`).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Where workspace tasks download from and publish to (lakeFS). Without one, workspace
+    /// attempts fail with `LakeFS config is required for workspace tasks`.
+    pub fn workspace_store(mut self, store: Arc<dyn WorkspaceStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The Conductor to talk to. Default: a [`ConductorClient`] for the configured
+    /// `CONDUCTOR_SERVER_URL` (and auth), pooled for this many threads.
+    pub fn conductor(mut self, api: Arc<dyn ConductorApi>) -> Self {
+        self.conductor = Some(api);
+        self
+    }
+
+    /// Whether this runtime owns the workspace root (default true): it takes the supervisor
+    /// lock, sweeps the root at start and after shutdown, and runs the GC timer. A
+    /// process-mode child passes false, because its supervisor does all of that.
+    pub fn lock_workspace_root(mut self, own: bool) -> Self {
+        self.lock_workspace_root = own;
+        self
+    }
+
+    /// Whether SIGINT/SIGTERM request shutdown (default false: embedding programs and tests
+    /// own their signals; `perago start` turns it on).
+    pub fn signals(mut self, enabled: bool) -> Self {
+        self.signals = enabled;
+        self
+    }
+
+    /// Shares a live-owner registry with other code in the process (default: a new one).
+    /// GC never removes a workspace whose marker's owner token is live in it.
+    pub fn live_owners(mut self, owners: LiveOwners) -> Self {
+        self.owners = Some(owners);
+        self
+    }
+
+    /// The worker's log directory, whose rotated files the GC timer prunes by
+    /// `log_retention` (set by `perago start`; embedded runtimes leave logs to the host).
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
+
+    /// Long-poll wait sent with each poll (default 100 ms).
+    pub fn poll_wait(mut self, wait: Duration) -> Self {
+        self.poll_wait = wait;
+        self
+    }
+
+    /// Cap of the empty-poll backoff (default 100 ms): after n empty polls in a row the
+    /// poller waits `min(2^n ms, interval)`.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Backoff after failed polls (default 250 ms doubling to 10 s, jittered).
+    pub fn poll_error_backoff(mut self, backoff: ExponentialBackoff) -> Self {
+        self.poll_error_backoff = backoff;
+        self
+    }
+
+    /// Retries of result updates on retryable errors (default 6 tries, 500 ms doubling to
+    /// 8 s).
+    pub fn update_retry(mut self, policy: RetryPolicy) -> Self {
+        self.update_retry = policy;
+        self
+    }
+
+    /// How long attempts get after being cancelled before they are abandoned (default 5 s).
+    pub fn force_grace(mut self, grace: Duration) -> Self {
+        self.force_grace = grace;
+        self
+    }
+
+    /// Starts the runtime: lock and sweep the workspace root (when owned), then the `lease`,
+    /// `gc`, `worker-N`, `poller` and (when enabled) `signal` threads.
+    pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
+        if self.threads == 0 {
+            return Err(RuntimeError::NoThreads);
+        }
+        let config = &self.config;
+        let api: Arc<dyn ConductorApi> = match self.conductor {
+            Some(api) => api,
+            None => Arc::new(ConductorClient::with_options(
+                config.require_conductor()?,
+                ClientOptions {
+                    max_idle_connections: self.threads + 8,
+                    ..ClientOptions::default()
+                },
+            )),
+        };
+        let worker_id = worker_id(config);
+        let workspace_root = config.workspace_root().to_path_buf();
+        let owners = self.owners.unwrap_or_default();
+        let lock = if self.lock_workspace_root {
+            let lock = acquire_supervisor_lock(&workspace_root)?;
+            sweep_workspaces(&workspace_root, Duration::ZERO, &owners, "startup");
+            Some(lock)
+        } else {
+            None
+        };
+
+        let shutdown = Shutdown::new(config.shutdown_force_kill_after());
+        let counters = Arc::new(Counters::default());
+        let (slots_tx, slots_rx) = crossbeam_channel::bounded(self.threads);
+        let (lease_tx, lease_rx) = crossbeam_channel::unbounded();
+        let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
+
+        let mut startup = Startup {
+            shutdown: shutdown.clone(),
+            threads: Threads::default(),
+        };
+        // Declared after `startup` so that on an early return it is dropped first: the
+        // workers then see the job channel disconnect and `Startup::drop` can join them.
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        startup.threads.lease = Some(spawn("lease", {
+            let keeper = LeaseKeeper {
+                api: Arc::clone(&api),
+                worker_id: worker_id.clone(),
+                counters: Arc::clone(&counters),
+                messages: lease_rx,
+                halt: shutdown.halt_token(),
+            };
+            let panic = PanicGuard::new(&shutdown, "lease");
+            move || {
+                let _panic = panic;
+                keeper.run();
+            }
+        })?);
+        if self.lock_workspace_root {
+            let timer = GcTimer {
+                workspace_root: workspace_root.clone(),
+                ttl: config.workspace_gc_ttl(),
+                interval: config.workspace_gc_interval(),
+                owners: owners.clone(),
+                logs: self.log_dir.map(|dir| LogPruning {
+                    dir,
+                    retention: config.log_retention(),
+                }),
+                counters: Arc::clone(&counters),
+                drain: shutdown.drain_token(),
+            };
+            let panic = PanicGuard::new(&shutdown, "gc");
+            startup.threads.gc = Some(spawn("gc", move || {
+                let _panic = panic;
+                timer.run();
+            })?);
+        }
+        let shared = Arc::new(Shared {
+            task: self.task.clone(),
+            fence: ConductorFence::new(Arc::clone(&api)),
+            api: Arc::clone(&api),
+            store: self.store,
+            owners: owners.clone(),
+            workspace_root: workspace_root.clone(),
+            failure_reason_max_length: config.failure_reason_max_length().get(),
+            worker_id: worker_id.clone(),
+            shutdown: shutdown.clone(),
+            counters: Arc::clone(&counters),
+            update_retry: self.update_retry,
+        });
+        for index in 1..=self.threads {
+            let name = format!("worker-{index}");
+            let worker = Worker {
+                shared: Arc::clone(&shared),
+                jobs: jobs_rx.clone(),
+                slots: slots_tx.clone(),
+                lease: lease_tx.clone(),
+                _alive: alive_tx.clone(),
+                _panic: PanicGuard::new(&shutdown, name.clone()),
+            };
+            startup
+                .threads
+                .workers
+                .push(spawn(&name, move || worker.run())?);
+        }
+        // Only workers may hold these: their disconnection is how the lease thread and
+        // `join` learn that the workers are gone.
+        drop((lease_tx, alive_tx, slots_tx, jobs_rx));
+        let poller = Poller {
+            api: Arc::clone(&api),
+            task_type: self.task.name().to_owned(),
+            worker_id: worker_id.clone(),
+            slots: slots_rx,
+            jobs: jobs_tx,
+            counters: Arc::clone(&counters),
+            drain: shutdown.drain_token(),
+            _panic: PanicGuard::new(&shutdown, "poller"),
+            wait: self.poll_wait,
+            empty_backoff: ExponentialBackoff::new(
+                defaults::EMPTY_POLL_FIRST_DELAY.min(self.poll_interval),
+                self.poll_interval,
+            ),
+            error_backoff: self.poll_error_backoff,
+        };
+        startup.threads.poller = Some(spawn("poller", move || poller.run())?);
+        if self.signals {
+            let watcher = SignalWatcher::start(&shutdown)
+                .map_err(|source| RuntimeError::Signals { source })?;
+            startup.threads.signals = Some(watcher);
+        }
+
+        log::info!(
+            worker_id = worker_id.as_str(),
+            task = self.task.name(),
+            threads = self.threads as u64,
+            workspace_root:% = workspace_root.display();
+            "runtime started"
+        );
+        Ok(RuntimeHandle {
+            shutdown,
+            counters,
+            worker_id,
+            running: Some(Running {
+                threads: startup.disarm(),
+                workers_alive: alive_rx,
+                lock,
+                owners,
+                workspace_root,
+                owns_root: self.lock_workspace_root,
+                force_grace: self.force_grace,
+            }),
+        })
+    }
+}
+
+/// The worker id: `PERAGO_WORKER_ID` when set, else `<worker_id_prefix>0001`.
+pub fn worker_id(config: &RuntimeConfig) -> String {
+    config.worker_id().map_or_else(
+        || format!("{}0001", config.worker_id_prefix()),
+        str::to_owned,
+    )
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, RuntimeError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|source| RuntimeError::Spawn {
+            thread: name.to_owned(),
+            source,
+        })
+}
+
+/// Stops and joins the threads started so far unless startup completes.
+struct Startup {
+    shutdown: Shutdown,
+    threads: Threads,
+}
+
+impl Startup {
+    fn disarm(mut self) -> Threads {
+        std::mem::take(&mut self.threads)
+    }
+}
+
+impl Drop for Startup {
+    fn drop(&mut self) {
+        let threads = &mut self.threads;
+        let started = threads.workers.len()
+            + [
+                threads.poller.is_some(),
+                threads.lease.is_some(),
+                threads.gc.is_some(),
+            ]
+            .into_iter()
+            .filter(|started| *started)
+            .count();
+        if started == 0 && threads.signals.is_none() {
+            return;
+        }
+        // Drain stops the poller and GC; the job sender is dropped with the poller (or with
+        // the builder's locals), which ends the workers; halt ends the lease thread.
+        self.shutdown.request(ShutdownReason::RuntimeFailure);
+        self.shutdown.halt();
+        threads.join_background();
+        for worker in threads.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn config(env: &[(&str, &str)]) -> RuntimeConfig {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RuntimeConfig::from_env_map("app.workers.echo", &env, &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn worker_id_prefers_the_configured_one() {
+        assert_eq!(worker_id(&config(&[])), "appworkersecho0001");
+        assert_eq!(
+            worker_id(&config(&[("PERAGO_WORKER_ID_PREFIX", "prodA")])),
+            "prodA0001"
+        );
+        assert_eq!(
+            worker_id(&config(&[("PERAGO_WORKER_ID", "w-explicit")])),
+            "w-explicit"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The process-level entry points: what `perago start --execution-mode thread` runs, and
+//! what a process-mode child runs ([`run_worker_process`]).
+//!
+//! Both install the per-worker JSONL log file (SPEC §11), start the runtime with signal
+//! handling, log `thread runner started`, and block until the runtime has drained. Embedded
+//! runtimes do not come through here: their host owns logging and signals.
+
+use std::sync::Arc;
+
+use log::LevelFilter;
+
+use super::builder::{Runtime, worker_id};
+use super::error::RuntimeError;
+use super::handle::RuntimeExit;
+use crate::cli::exit_code;
+use crate::config::RuntimeConfig;
+use crate::execution::WorkspaceStore;
+use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::task::Task;
+
+/// What one serving process runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The CLI target (names the log directory).
+    pub target: String,
+    /// The task served.
+    pub task: Task,
+    /// The loaded configuration.
+    pub config: RuntimeConfig,
+    /// Worker threads.
+    pub threads: usize,
+    /// Whether this process owns the workspace root (false for a supervised child).
+    pub lock_workspace_root: bool,
+}
+
+/// Why a serving process could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The log file could not be set up.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    /// The runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The lakeFS [`WorkspaceStore`] for `config`, when lakeFS is configured and its endpoint is
+/// usable (`start` has already refused workspace tasks without lakeFS config).
+pub fn workspace_store(config: &RuntimeConfig) -> Option<Arc<dyn WorkspaceStore>> {
+    let lakefs = config.lakefs()?;
+    match crate::lakefs::LakefsStore::from_config(lakefs) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(error) => {
+            log::error!(error = error.to_string().as_str(); "invalid lakeFS endpoint");
+            None
+        }
+    }
+}
+
+/// Installs file logging, runs the runtime until SIGINT/SIGTERM and waits for the drain.
+pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
+    let config = options.config;
+    let worker_id = worker_id(&config);
+    let logging = init_logging(&LogSettings {
+        log_root: config.log_root().to_path_buf(),
+        max_size: config.log_file_max_size(),
+        retention: config.log_retention(),
+        target: options.target.clone(),
+        worker_id: worker_id.clone(),
+        role: LogRole::ThreadRunner,
+        level: LevelFilter::Info,
+    })?;
+    let store = workspace_store(&config);
+    let mut builder = Runtime::builder(config, options.task)
+        .threads(options.threads)
+        .lock_workspace_root(options.lock_workspace_root)
+        .signals(true)
+        .log_dir(logging.log_dir());
+    if let Some(store) = store {
+        builder = builder.workspace_store(store);
+    }
+    let handle = builder.start()?;
+    log::info!(
+        worker_id = handle.worker_id(),
+        target = options.target.as_str(),
+        threads = options.threads as u64,
+        log_file:% = logging.log_file().display();
+        "{}",
+        LogRole::ThreadRunner.startup_message()
+    );
+    let exit = handle.join();
+    logging.flush();
+    Ok(exit)
+}
+
+/// The exit code for how a serving process ended: 0 for a clean drain,
+/// [`exit_code::ATTEMPTS_ABANDONED`] when attempts ignored cancellation,
+/// [`exit_code::RUNTIME_FAILURE`] when a runtime thread failed.
+pub fn exit_code_for(exit: &RuntimeExit) -> u8 {
+    if exit.runtime_failure {
+        exit_code::RUNTIME_FAILURE
+    } else if exit.abandoned_attempts > 0 {
+        exit_code::ATTEMPTS_ABANDONED
+    } else {
+        exit_code::OK
+    }
+}
+
+/// The body of a process-mode child: one worker thread, no workspace lock (the supervisor
+/// holds it and runs GC), signals on. Returns the process exit code; errors are printed as
+/// `error: <message>`.
+pub fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> u8 {
+    let options = ServeOptions {
+        target: target.to_owned(),
+        task,
+        config,
+        threads: 1,
+        lock_workspace_root: false,
+    };
+    match serve(options) {
+        Ok(exit) => exit_code_for(&exit),
+        Err(error) => {
+            eprintln!("error: {error}");
+            exit_code::ERROR
+        }
+    }
+}

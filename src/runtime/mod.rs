@@ -1,0 +1,52 @@
+//! The thread runtime (SPEC §9): one process polling Conductor and running attempts on N
+//! worker threads.
+//!
+//! ```text
+//!              slots (free-worker permits)
+//!        ┌─────────────────────────────────┐
+//!        ▼                                 │
+//!   [poller] ──jobs──▶ [worker-1..N] ──────┘      [lease]  heartbeats long attempts
+//!      │  batch poll       │ run_attempt            ▲ Start/Stop
+//!      ▼                   │ update(-v2) ───────────┘
+//!   Conductor ◀────────────┘                      [gc]     sweeps the workspace root
+//!                                                 [signal] SIGINT/SIGTERM → Shutdown
+//! ```
+//!
+//! One [`Shutdown`] value is shared by every thread: the first request stops polling and
+//! drains; the force deadline (or a second signal) cancels in-flight attempts; then the
+//! runtime halts. [`RuntimeHandle::join`] is the main loop that drives it.
+//!
+//! - [`builder`]: [`Runtime::builder`] and transactional start.
+//! - [`handle`]: [`RuntimeHandle`] (`shutdown`, `force`, `join`, `counters`) and [`RuntimeExit`].
+//! - [`shutdown`]: [`Shutdown`] and the ordered [`ShutdownReason`].
+//! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`: one file per thread.
+//! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
+//! - [`backoff`]: delay iterators; [`counters`]: the live counters.
+//! - [`entry`]: [`serve`] and [`run_worker_process`], the process-level entry points.
+//! - [`error`](mod@error): [`RuntimeError`].
+
+pub mod backoff;
+pub mod builder;
+pub mod counters;
+pub mod entry;
+pub mod error;
+pub mod fence;
+mod gc_timer;
+pub mod handle;
+pub mod lease;
+mod poller;
+pub mod shutdown;
+mod signals;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use backoff::{ExponentialBackoff, Jittered, RetryPolicy};
+pub use builder::{Runtime, RuntimeBuilder, worker_id};
+pub use counters::CountersSnapshot;
+pub use entry::{ServeError, ServeOptions, exit_code_for, run_worker_process, serve};
+pub use error::RuntimeError;
+pub use fence::ConductorFence;
+pub use handle::{RuntimeExit, RuntimeHandle};
+pub use shutdown::{AttemptCancel, Shutdown, ShutdownReason};

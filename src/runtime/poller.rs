@@ -1,0 +1,119 @@
+//! The `poller` thread: takes tasks from Conductor for exactly as many worker slots as are
+//! free and hands them to the workers over the job channel.
+//!
+//! Slots are permits on a bounded channel: every worker returns one when it is ready for
+//! another task, and the poller collects them (blocking only while it holds none). A poll
+//! asks for `count = free slots`; each task received uses one slot. After an empty poll the
+//! poller waits 2, 4, 8 … ms up to the poll interval; after a failed poll it waits an
+//! exponential, capped, jittered delay (the poller never exits on a server error). Every wait
+//! is a `select!` with the drain signal, so polling stops the moment shutdown starts; tasks
+//! already received are still dispatched. Dropping the job sender on exit is what tells the
+//! workers there is no more work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, after, select};
+
+use super::backoff::ExponentialBackoff;
+use super::counters::Counters;
+use super::shutdown::PanicGuard;
+use crate::conductor::{ConductorApi, PolledTask, error_chain};
+use crate::task::CancelToken;
+
+/// The poller's state.
+pub(crate) struct Poller {
+    pub(crate) api: Arc<dyn ConductorApi>,
+    pub(crate) task_type: String,
+    pub(crate) worker_id: String,
+    /// Free-slot permits returned by workers.
+    pub(crate) slots: Receiver<()>,
+    /// Where polled tasks go.
+    pub(crate) jobs: Sender<PolledTask>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) drain: CancelToken,
+    /// Turns a panic in this loop into a runtime shutdown.
+    pub(crate) _panic: PanicGuard,
+    /// Long-poll wait sent to the server.
+    pub(crate) wait: Duration,
+    pub(crate) empty_backoff: ExponentialBackoff,
+    pub(crate) error_backoff: ExponentialBackoff,
+}
+
+/// How far to take off error delays at random.
+const ERROR_JITTER: f64 = 0.25;
+
+impl Poller {
+    /// The poller's main loop; returns when shutdown starts or every worker is gone.
+    pub(crate) fn run(self) {
+        let mut free = 0usize;
+        let mut empty_delays = self.empty_backoff.iter();
+        let mut error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
+        loop {
+            if free == 0 {
+                select! {
+                    recv(self.slots) -> permit => match permit {
+                        Ok(()) => free += 1,
+                        Err(_) => return,
+                    },
+                    recv(self.drain.receiver()) -> _ => return,
+                }
+            }
+            free += self.slots.try_iter().count();
+            if self.drain.is_cancelled() {
+                return;
+            }
+            match self
+                .api
+                .poll_batch(&self.task_type, &self.worker_id, free, self.wait)
+            {
+                Ok(tasks) if tasks.is_empty() => {
+                    error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
+                    let delay = empty_delays.next().unwrap_or(self.empty_backoff.max);
+                    if !self.pause(delay) {
+                        return;
+                    }
+                }
+                Ok(tasks) => {
+                    error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
+                    empty_delays = self.empty_backoff.iter();
+                    let count = tasks.len() as u64;
+                    Counters::add(&self.counters.polled, count);
+                    Counters::add(&self.counters.in_flight, count);
+                    free = free.saturating_sub(tasks.len());
+                    for task in tasks {
+                        // Workers only go away after this sender is dropped, so a send can
+                        // fail only if every worker died; the runtime is then stopping.
+                        if self.jobs.send(task).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => {
+                    Counters::inc(&self.counters.poll_errors);
+                    let delay = error_delays.next().unwrap_or(self.error_backoff.max);
+                    log::warn!(
+                        task_type = self.task_type.as_str(),
+                        error = error_chain(&error).as_str(),
+                        retry_in_ms = delay.as_millis() as u64;
+                        "poll failed"
+                    );
+                    if !self.pause(delay) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits `delay`; `false` if shutdown started meanwhile.
+    fn pause(&self, delay: Duration) -> bool {
+        if delay.is_zero() {
+            return !self.drain.is_cancelled();
+        }
+        select! {
+            recv(self.drain.receiver()) -> _ => false,
+            recv(after(delay)) -> _ => true,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! `perago start` as a child process: the checks before serving, the exit code when a body
+//! ignores its cancellation token, and the log file the runner writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use perago::devserver::DevServer;
+use perago::workspace::acquire_supervisor_lock;
+use rustix::process::{Pid, Signal, kill_process};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(25);
+
+/// Environment variables given to the child.
+type Env = Vec<(&'static str, String)>;
+
+/// A `perago start` command in `dir`, with exactly `env` (nothing inherited).
+fn perago(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_perago"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("TMPDIR", dir)
+        .env("PERAGO_WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PERAGO_LOG_ROOT", dir.join("logs"));
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    perago(dir, args, env).output().expect("perago runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn server_env(server: &DevServer) -> Vec<(&'static str, String)> {
+    vec![("CONDUCTOR_SERVER_URL", server.conductor_url())]
+}
+
+fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Child {
+    perago(dir, args, env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("perago starts")
+}
+
+fn terminate(child: &Child) {
+    kill_process(Pid::from_child(child), Signal::TERM).expect("SIGTERM delivered");
+}
+
+/// Waits for the child to exit; kills it and fails after `timeout`.
+fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("perago did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_checks_configuration_jobs_mode_and_taskdef_in_order() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    let thread = ["--execution-mode", "thread"];
+    let cases: Vec<(Vec<&str>, Env, String)> = vec![
+        (
+            vec!["start", "examples.echo", "-j", "0"],
+            vec![],
+            "error: CONDUCTOR_SERVER_URL is required for perago start".into(),
+        ),
+        (
+            vec!["start", "examples.features_build"],
+            server_env(&server),
+            "error: LakeFS config is required for workspace tasks".into(),
+        ),
+        (
+            vec!["start", "examples.echo", "-j", "0", thread[0], thread[1]],
+            server_env(&server),
+            "error: worker process count must be at least 1".into(),
+        ),
+        (
+            vec!["start", "examples.echo"],
+            server_env(&server),
+            "error: process mode is not available in this build yet; use --execution-mode thread"
+                .into(),
+        ),
+        (
+            vec!["start", "examples.echo", thread[0], thread[1]],
+            server_env(&server),
+            "error: Conductor TaskDef 'examples.echo' is not registered; \
+             run perago extract and register it before start"
+                .into(),
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let output = run(dir.path(), &args, &env);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output).trim_end(), expected, "{args:?}");
+    }
+}
+
+#[test]
+fn a_second_runtime_on_the_same_workspace_root_is_refused() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.echo", 30, 0);
+    let _lock = acquire_supervisor_lock(&dir.path().join("workspaces")).unwrap();
+    let output = run(
+        dir.path(),
+        &["start", "examples.echo", "--execution-mode", "thread"],
+        &server_env(&server),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim_end(),
+        format!(
+            "error: workspace root {} is already locked by supervisor pid {}; \
+             use a different PERAGO_WORKSPACE_ROOT for each supervisor",
+            dir.path().join("workspaces").display(),
+            std::process::id()
+        )
+    );
+}
+
+#[test]
+fn a_body_that_ignores_its_token_is_abandoned_and_the_process_exits_non_zero() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.stubborn", 60, 0);
+    let id = start(&server, "examples.stubborn", json!({"hold_seconds": 600}));
+    let mut env = server_env(&server);
+    env.push(("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "1s".into()));
+    let mut child = spawn(
+        dir.path(),
+        &["start", "examples.stubborn", "--execution-mode", "thread"],
+        &env,
+    );
+    wait_for("the stubborn task to be running", LONG, || {
+        tasks(&server, &id)[0]["status"] == "IN_PROGRESS"
+    });
+    terminate(&child);
+    // Deadline 1 s + grace 5 s; the bound here is only a hang guard.
+    let status = wait_exit(&mut child, LONG);
+    assert_eq!(status.code(), Some(3), "ATTEMPTS_ABANDONED");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    assert!(
+        stderr.contains("error: runtime stopped uncleanly: 1 attempt(s) abandoned"),
+        "{stderr}"
+    );
+    // The abandoned attempt's workspace-free run left no workspace; its task stays
+    // IN_PROGRESS until Conductor's response timeout retries it.
+    assert_eq!(tasks(&server, &id)[0]["status"], "IN_PROGRESS");
+}
+
+fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("log dir {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.echo", 30, 0);
+    let ids: Vec<String> = (0..20)
+        .map(|i| {
+            start(
+                &server,
+                "examples.echo",
+                json!({"message": format!("m{i}")}),
+            )
+        })
+        .collect();
+    let mut env = server_env(&server);
+    env.push(("PERAGO_LOG_FILE_MAX_SIZE", "2KB".into()));
+    let mut child = spawn(
+        dir.path(),
+        &[
+            "start",
+            "examples.echo",
+            "-j",
+            "2",
+            "--execution-mode",
+            "thread",
+        ],
+        &env,
+    );
+    wait_for("20 completed workflows", LONG, || {
+        ids.iter()
+            .all(|id| workflow(&server, id)["status"] == "COMPLETED")
+    });
+    terminate(&child);
+    let status = wait_exit(&mut child, LONG);
+    assert_eq!(status.code(), Some(0), "clean drain");
+
+    let worker_dir = dir
+        .path()
+        .join("logs/examples.echo/worker_id=examplesecho0001");
+    let files = log_files(&worker_dir);
+    let pid = child.id();
+    let live = files
+        .iter()
+        .find(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("pid={pid}__started=")) && name.ends_with("+0800.jsonl")
+        })
+        .unwrap_or_else(|| panic!("no live log file in {files:?}"));
+    assert!(files.len() >= 2, "rotated at 2 KB: {files:?}");
+    let mut records = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 2048,
+            "{} is {} bytes",
+            file.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("invalid JSON line {line:?}: {e}"));
+            records.push(record);
+        }
+    }
+    for record in &records {
+        for key in ["time", "level", "message", "thread", "worker_id", "target"] {
+            assert!(record.get(key).is_some(), "{key} missing in {record}");
+        }
+        assert!(
+            record["time"].as_str().unwrap().ends_with("+08:00"),
+            "{record}"
+        );
+        assert_eq!(record["worker_id"], "examplesecho0001");
+        assert_eq!(record["target"], "examples.echo");
+    }
+    let started = records
+        .iter()
+        .find(|r| r["message"] == "thread runner started")
+        .expect("startup record");
+    assert_eq!(
+        started["log_file"].as_str().map(PathBuf::from).as_ref(),
+        Some(live)
+    );
+    let summaries: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["message"] == "attempt finished")
+        .collect();
+    assert_eq!(summaries.len(), 20, "one summary per attempt");
+    for summary in summaries {
+        assert_eq!(summary["status"], "COMPLETED");
+        assert!(summary["thread"].as_str().unwrap().starts_with("worker-"));
+        for key in [
+            "task_id",
+            "workflow_instance_id",
+            "execution_id",
+            "input_ms",
+            "body_ms",
+            "duration_ms",
+        ] {
+            assert!(summary.get(key).is_some(), "{key} missing in {summary}");
+        }
+    }
+}

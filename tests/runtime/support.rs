@@ -1,0 +1,169 @@
+//! Shared set-up for the runtime tests.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use perago::conductor::{ClientOptions, ConductorApi, ConductorClient};
+use perago::config::{ConductorConfig, RuntimeConfig};
+use perago::devserver::{DevServer, DevServerOptions};
+use perago::{Task, TaskContext, TaskError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Starts a dev server with default options.
+pub fn dev_server() -> DevServer {
+    dev_server_with(DevServerOptions::default())
+}
+
+/// Starts a dev server with `options`.
+pub fn dev_server_with(options: DevServerOptions) -> DevServer {
+    DevServer::start(options).expect("dev server starts")
+}
+
+/// A runtime config for `target` talking to `server`, with roots under `dir` and `extra`
+/// variables; never reads the real environment.
+pub fn config(
+    server: &DevServer,
+    dir: &Path,
+    target: &str,
+    extra: &[(&str, &str)],
+) -> RuntimeConfig {
+    let mut env = BTreeMap::new();
+    env.insert("CONDUCTOR_SERVER_URL".to_owned(), server.conductor_url());
+    env.insert(
+        "PERAGO_WORKSPACE_ROOT".to_owned(),
+        dir.join("workspaces").display().to_string(),
+    );
+    env.insert(
+        "PERAGO_LOG_ROOT".to_owned(),
+        dir.join("logs").display().to_string(),
+    );
+    for (key, value) in extra {
+        env.insert((*key).to_owned(), (*value).to_owned());
+    }
+    RuntimeConfig::from_env_map(target, &env, &Default::default()).expect("valid config")
+}
+
+/// The client the runtimes under test use: short deadlines so a request that the dev server
+/// leaves unanswered is retried within the test's time budget.
+///
+/// (tiny_http 0.12, under the dev server, can leave a freshly accepted keep-alive connection
+/// unserved while all its pool threads hold other live connections; see the runtime report.)
+pub fn api(server: &DevServer) -> Arc<dyn ConductorApi> {
+    Arc::new(ConductorClient::with_options(
+        &ConductorConfig::new(server.conductor_url(), None),
+        fast_options(),
+    ))
+}
+
+/// Short deadlines for tests.
+pub fn fast_options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+        poll_slack: Duration::from_secs(1),
+        ..ClientOptions::default()
+    }
+}
+
+/// A client for test set-up.
+pub fn client(server: &DevServer) -> ConductorClient {
+    ConductorClient::for_url(&server.conductor_url())
+}
+
+/// Registers a TaskDef named `name` and a one-task workflow `<name>_wf` feeding
+/// `workflow.input.params` to it.
+pub fn register(server: &DevServer, name: &str, response_timeout: u64, retry_count: u64) {
+    let client = client(server);
+    client
+        .register_task_defs(&[json!({
+            "name": name, "ownerEmail": "test@example.com", "retryCount": retry_count,
+            "retryLogic": "FIXED", "retryDelaySeconds": 0, "timeoutSeconds": 0,
+            "responseTimeoutSeconds": response_timeout, "timeoutPolicy": "TIME_OUT_WF"
+        })])
+        .expect("task def registered");
+    client
+        .register_workflow_def(
+            &json!({
+                "name": format!("{name}_wf"), "version": 1, "schemaVersion": 2,
+                "ownerEmail": "test@example.com", "timeoutSeconds": 0,
+                "tasks": [{"name": name, "taskReferenceName": "only", "type": "SIMPLE",
+                           "inputParameters": {"params": "${workflow.input.params}"}}]
+            }),
+            true,
+        )
+        .expect("workflow def registered");
+}
+
+/// Starts `<name>_wf` with these params; returns the workflow id.
+pub fn start(server: &DevServer, name: &str, params: Value) -> String {
+    server
+        .conductor()
+        .engine()
+        .start_workflow(&format!("{name}_wf"), None, json!({ "params": params }))
+        .expect("workflow started")
+}
+
+/// The workflow as the server reports it.
+pub fn workflow(server: &DevServer, id: &str) -> Value {
+    server
+        .conductor()
+        .engine()
+        .workflow(id)
+        .expect("workflow exists")
+}
+
+/// The tasks (attempts) of a workflow.
+pub fn tasks(server: &DevServer, id: &str) -> Vec<Value> {
+    workflow(server, id)["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `condition` holds, polling every few milliseconds; fails after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Params of [`sleepy`].
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SleepyParams {
+    /// Echoed back.
+    pub message: String,
+    /// Cooperative sleep before answering.
+    #[serde(default)]
+    pub sleep_ms: u64,
+}
+
+/// Result of [`sleepy`].
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SleepyResult {
+    /// The message.
+    pub message: String,
+}
+
+/// A workspace-free task named `name` that sleeps cooperatively, then echoes.
+pub fn sleepy(name: &str) -> Task {
+    Task::builder(name, "test@example.com")
+        .handler(
+            |ctx: &TaskContext, params: SleepyParams| -> Result<SleepyResult, TaskError> {
+                if params.sleep_ms > 0 {
+                    ctx.sleep(Duration::from_millis(params.sleep_ms))
+                        .map_err(|_| TaskError::failed("cancelled while sleeping"))?;
+                }
+                Ok(SleepyResult {
+                    message: params.message,
+                })
+            },
+        )
+        .expect("valid task")
+}
