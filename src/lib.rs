@@ -10,10 +10,12 @@
 pub mod cli;
 pub mod conductor;
 pub mod config;
+pub mod demo;
 pub mod devserver;
 pub mod examples;
 pub mod execution;
 pub mod guardrail;
+pub mod lakefs;
 pub mod logging;
 pub mod registry;
 pub mod result;

@@ -335,3 +335,38 @@ fn version_is_printed() {
     assert!(output.status.success());
     assert!(stdout(&output).starts_with("perago "));
 }
+
+#[test]
+fn dev_server_prints_the_worker_environment_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new();
+    let mut child = cli
+        .command(&["dev-server", "--data-dir", "state"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("CONDUCTOR_SERVER_URL=http://127.0.0.1:"),
+        "{first}"
+    );
+    let url = first.trim_start_matches("CONDUCTOR_SERVER_URL=").to_owned();
+    let rest: Vec<String> = lines.take(3).map(Result::unwrap).collect();
+    assert!(rest[0].starts_with("LAKECTL_SERVER_ENDPOINT_URL=http://127.0.0.1:"));
+    assert!(rest[1].starts_with("LAKECTL_CREDENTIALS_ACCESS_KEY_ID="));
+    assert!(rest[2].starts_with("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="));
+    let status = ureq::get(&format!("{url}/metadata/taskdefs"))
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(cli.path().join("state/conductor-state.json").is_file());
+}

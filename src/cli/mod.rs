@@ -7,6 +7,7 @@
 
 mod check;
 mod config_cmd;
+mod dev_server;
 mod extract;
 mod run;
 mod start;
@@ -87,6 +88,30 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    /// The one-command main job: dev server, example workers, a batch of workflows.
+    Demo {
+        /// Echo + metadata workflows to run.
+        #[arg(long, default_value_t = 300)]
+        workflows: usize,
+        /// Worker threads per workspace-free task.
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+        /// features.build → catalog.read workflows (each publishes a lakeFS commit).
+        #[arg(long, default_value_t = 3)]
+        publications: usize,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Serve the local Conductor + lakeFS compatible dev server until SIGINT/SIGTERM.
+    DevServer {
+        /// Listen address (default 127.0.0.1:0, a free port).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+        /// Directory where state persists across restarts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Run workers that poll Conductor.
     Start {
         /// The target to serve.
@@ -161,6 +186,13 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             workspace_dir,
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
+        Command::Demo {
+            workflows,
+            threads,
+            publications,
+            no_progress,
+        } => demo(workflows, threads, publications, !no_progress),
+        Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
         Command::Start {
             target,
             jobs,
@@ -174,6 +206,22 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -> CommandResult {
+    let options = crate::demo::DemoOptions {
+        workflows,
+        threads,
+        publications,
+        progress,
+    };
+    let report = crate::demo::run_demo(&options, &mut std::io::stdout())
+        .map_err(|err| CliError::Message(err.to_string()))?;
+    Ok(if report.failed == 0 {
+        exit_code::OK
+    } else {
+        exit_code::ERROR
+    })
 }
 
 /// Loads the configuration for `target` from `.env` and the process environment.

@@ -44,13 +44,17 @@ pub enum ServeError {
     Runtime(#[from] RuntimeError),
 }
 
-/// The lakeFS [`WorkspaceStore`] for `config`.
-///
-/// The lakeFS client is not part of this build yet, so this returns `None` and workspace
-/// attempts fail with `LakeFS config is required for workspace tasks`; workspace-free tasks
-/// are unaffected.
-pub fn workspace_store(_config: &RuntimeConfig) -> Option<Arc<dyn WorkspaceStore>> {
-    None
+/// The lakeFS [`WorkspaceStore`] for `config`, when lakeFS is configured and its endpoint is
+/// usable (`start` has already refused workspace tasks without lakeFS config).
+pub fn workspace_store(config: &RuntimeConfig) -> Option<Arc<dyn WorkspaceStore>> {
+    let lakefs = config.lakefs()?;
+    match crate::lakefs::LakefsStore::from_config(lakefs) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(error) => {
+            log::error!(error = error.to_string().as_str(); "invalid lakeFS endpoint");
+            None
+        }
+    }
 }
 
 /// Installs file logging, runs the runtime until SIGINT/SIGTERM and waits for the drain.

@@ -223,9 +223,13 @@ fn force_cancels_cooperative_bodies_and_reports_them_failed() {
     assert_eq!(exit.reason, Some(ShutdownReason::Escalated));
     let (update, _) = fake.updates().remove(0);
     assert_eq!(update.status, UpdateStatus::Failed);
-    assert_eq!(
-        update.reason_for_incompletion.as_deref(),
-        Some("cancelled while sleeping")
+    // The force can land before the body starts (perago's own phase check reports it) or
+    // while it sleeps (the body's cancellable sleep reports it); both are the same outcome.
+    let reason = update.reason_for_incompletion.unwrap_or_default();
+    assert!(
+        reason == "cancelled while sleeping"
+            || reason.starts_with("worker shutdown deadline exceeded"),
+        "{reason}"
     );
 }
 

@@ -1,0 +1,365 @@
+//! Download of a prefix projection (SPEC §7): list every object under the prefix at an
+//! immutable ref, map `prefix/x` to the local `x`, fetch with a bounded pool of threads, and
+//! hash each file while it is written so the "before" [`Snapshot`] costs no second read.
+//!
+//! Object keys come from the server and are untrusted: every key is checked
+//! ([`check_relative_path`]) before anything is written, so a hostile or corrupt listing can
+//! never make perago write outside the attempt workspace.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::client::{LakefsClient, LakefsError};
+use super::pool::{PoolStop, run_bounded};
+use crate::task::CancelToken;
+use crate::workspace::{FileState, HashingWriter, MARKER_FILE_NAME, Snapshot};
+
+/// Copy buffer per download thread.
+const COPY_BUFFER: usize = 64 * 1024;
+
+/// Why an object path cannot become a local path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePathReason {
+    /// It starts with `/`.
+    #[error("it is absolute")]
+    Absolute,
+    /// It is empty or has an empty segment (`a//b`, `a/`).
+    #[error("it has an empty segment")]
+    EmptySegment,
+    /// It has a `.` or `..` segment.
+    #[error("it has a '.' or '..' segment")]
+    DotSegment,
+    /// It contains a backslash.
+    #[error("it contains a backslash")]
+    Backslash,
+    /// It starts with a drive letter (`C:`).
+    #[error("it starts with a drive letter")]
+    DriveLetter,
+    /// It contains a NUL byte.
+    #[error("it contains a NUL byte")]
+    Nul,
+}
+
+/// Checks that `path` (relative to the workspace root, `/`-separated) stays inside it.
+pub fn check_relative_path(path: &str) -> Result<(), UnsafePathReason> {
+    if path.starts_with('/') {
+        return Err(UnsafePathReason::Absolute);
+    }
+    if path.contains('\\') {
+        return Err(UnsafePathReason::Backslash);
+    }
+    if path.contains('\0') {
+        return Err(UnsafePathReason::Nul);
+    }
+    let bytes = path.as_bytes();
+    if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
+        return Err(UnsafePathReason::DriveLetter);
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err(UnsafePathReason::EmptySegment),
+            "." | ".." => return Err(UnsafePathReason::DotSegment),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The listing failed (repository or ref missing, connection, …).
+    #[error("failed to list objects of {repository} at {reference} under '{prefix}'")]
+    List {
+        /// Repository.
+        repository: String,
+        /// The ref listed.
+        reference: String,
+        /// The key prefix.
+        prefix: String,
+        /// The cause.
+        #[source]
+        source: Box<LakefsError>,
+    },
+    /// The listing holds a key that would escape the workspace.
+    #[error("refusing unsafe object path {key:?}: {reason}")]
+    UnsafePath {
+        /// The full object key.
+        key: String,
+        /// What is wrong with it.
+        reason: UnsafePathReason,
+    },
+    /// One object could not be fetched.
+    #[error("failed to fetch object {key}")]
+    Fetch {
+        /// The full object key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: Box<LakefsError>,
+    },
+    /// The connection broke while an object's body was read.
+    #[error("failed to read object {key}")]
+    Read {
+        /// The full object key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A local directory or file could not be written.
+    #[error("failed to write {}", path.display())]
+    Write {
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes received do not match the size in the listing.
+    #[error("object {key} has {actual} bytes but the listing said {expected}")]
+    SizeMismatch {
+        /// The full object key.
+        key: String,
+        /// Size from the listing.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// Cancellation was requested.
+    #[error("download cancelled")]
+    Cancelled,
+    /// A download thread panicked (a bug).
+    #[error("a download thread panicked")]
+    Panicked,
+}
+
+/// One object to fetch.
+#[derive(Debug)]
+struct Planned {
+    key: String,
+    relative: String,
+    size: Option<u64>,
+}
+
+/// Maps a listing to the files to write: objects only, inside the prefix, marker skipped;
+/// fails on the first unsafe key before anything is written.
+fn plan(
+    entries: Vec<super::model::ObjectStats>,
+    object_prefix: &str,
+) -> Result<Vec<Planned>, DownloadError> {
+    let mut planned = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if !entry.is_object() {
+            continue;
+        }
+        let Some(relative) = entry.path.strip_prefix(object_prefix) else {
+            continue;
+        };
+        if relative == MARKER_FILE_NAME {
+            continue;
+        }
+        if let Err(reason) = check_relative_path(relative) {
+            return Err(DownloadError::UnsafePath {
+                key: entry.path,
+                reason,
+            });
+        }
+        planned.push(Planned {
+            relative: relative.to_owned(),
+            size: entry.size_bytes,
+            key: entry.path,
+        });
+    }
+    Ok(planned)
+}
+
+/// Downloads the prefix projection of `reference` into `dest` (which must exist) with at
+/// most `parallelism` concurrent fetches; returns the snapshot of what was written.
+pub fn download_prefix(
+    client: &LakefsClient,
+    repository: &str,
+    reference: &str,
+    object_prefix: &str,
+    dest: &Path,
+    parallelism: usize,
+    cancel: &CancelToken,
+) -> Result<Snapshot, DownloadError> {
+    let entries = client
+        .list_all_objects(repository, reference, object_prefix, cancel)
+        .map_err(|source| match source {
+            LakefsError::Cancelled { .. } => DownloadError::Cancelled,
+            source => DownloadError::List {
+                repository: repository.to_owned(),
+                reference: reference.to_owned(),
+                prefix: object_prefix.to_owned(),
+                source: Box::new(source),
+            },
+        })?;
+    let planned = plan(entries, object_prefix)?;
+    let fetched = run_bounded(
+        "lakefs-download",
+        parallelism,
+        &planned,
+        cancel,
+        |stop| match stop {
+            PoolStop::Cancelled => DownloadError::Cancelled,
+            PoolStop::Panicked => DownloadError::Panicked,
+        },
+        |item| fetch_one(client, repository, reference, item, dest, cancel),
+    )?;
+    let mut snapshot = Snapshot::new();
+    for (relative, state) in fetched {
+        snapshot.insert(relative, state);
+    }
+    Ok(snapshot)
+}
+
+fn fetch_one(
+    client: &LakefsClient,
+    repository: &str,
+    reference: &str,
+    item: &Planned,
+    dest: &Path,
+    cancel: &CancelToken,
+) -> Result<(String, FileState), DownloadError> {
+    let mut body = client
+        .get_object(repository, reference, &item.key, cancel)
+        .map_err(|source| match source {
+            LakefsError::Cancelled { .. } => DownloadError::Cancelled,
+            source => DownloadError::Fetch {
+                key: item.key.clone(),
+                source: Box::new(source),
+            },
+        })?;
+    let path = dest.join(&item.relative);
+    let write_error = |source| DownloadError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|source| DownloadError::Write {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    // `create_new`: the attempt workspace is fresh, so an existing file means two keys
+    // collided on one path; never overwrite silently.
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(write_error)?;
+    let mut writer = HashingWriter::new(io::BufWriter::with_capacity(COPY_BUFFER, file));
+    let mut buffer = vec![0u8; COPY_BUFFER];
+    loop {
+        // Large objects take long: observe the shutdown deadline between chunks too.
+        if cancel.is_cancelled() {
+            return Err(DownloadError::Cancelled);
+        }
+        let read = match body.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(DownloadError::Read {
+                    key: item.key.clone(),
+                    source,
+                });
+            }
+        };
+        writer
+            .write_all(buffer.get(..read).unwrap_or_default())
+            .map_err(write_error)?;
+    }
+    let (mut inner, state) = writer.finish();
+    inner.flush().map_err(write_error)?;
+    if let Some(expected) = item.size.or(body.content_length())
+        && expected != state.size
+    {
+        return Err(DownloadError::SizeMismatch {
+            key: item.key.clone(),
+            expected,
+            actual: state.size,
+        });
+    }
+    Ok((item.relative.clone(), state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lakefs::model::ObjectStats;
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        let cases = [
+            ("/etc/passwd", Some(UnsafePathReason::Absolute)),
+            ("a/../../x", Some(UnsafePathReason::DotSegment)),
+            ("..", Some(UnsafePathReason::DotSegment)),
+            ("./a", Some(UnsafePathReason::DotSegment)),
+            ("a/./b", Some(UnsafePathReason::DotSegment)),
+            ("a//b", Some(UnsafePathReason::EmptySegment)),
+            ("a/", Some(UnsafePathReason::EmptySegment)),
+            ("", Some(UnsafePathReason::EmptySegment)),
+            ("a\\..\\b", Some(UnsafePathReason::Backslash)),
+            ("C:/windows", Some(UnsafePathReason::DriveLetter)),
+            ("c:x", Some(UnsafePathReason::DriveLetter)),
+            ("a\0b", Some(UnsafePathReason::Nul)),
+            ("a/b.txt", None),
+            ("..a/b..", None),
+            (".hidden/x", None),
+            ("a/c:d", None),
+            ("dir/é ü+%.csv", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(check_relative_path(path).err(), expected, "{path:?}");
+        }
+    }
+
+    fn entry(path: &str, kind: &str) -> ObjectStats {
+        ObjectStats {
+            path: path.to_owned(),
+            path_type: kind.to_owned(),
+            size_bytes: Some(1),
+            ..ObjectStats::default()
+        }
+    }
+
+    #[test]
+    fn plan_maps_prefix_and_skips_what_is_not_ours() {
+        let entries = vec![
+            entry("p/a.txt", "object"),
+            entry("p/sub/", "common_prefix"),
+            entry("p/sub/b.txt", "object"),
+            entry("p/.perago-attempt.json", "object"),
+            entry("p/sub/.perago-attempt.json", "object"),
+            entry("q/other.txt", "object"),
+        ];
+        let planned = match plan(entries, "p/") {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let relative: Vec<&str> = planned.iter().map(|p| p.relative.as_str()).collect();
+        assert_eq!(relative, ["a.txt", "sub/b.txt", "sub/.perago-attempt.json"]);
+        assert_eq!(planned[1].key, "p/sub/b.txt");
+    }
+
+    #[test]
+    fn plan_refuses_the_whole_listing_on_one_bad_key() {
+        for key in ["p/../x", "p//x", "p/a\\b", "p/"] {
+            let entries = vec![entry("p/a.txt", "object"), entry(key, "object")];
+            match plan(entries, "p/") {
+                Err(DownloadError::UnsafePath { key: got, .. }) => assert_eq!(got, key),
+                other => panic!("{key}: expected refusal, got {other:?}"),
+            }
+        }
+        match plan(vec![entry("/abs", "object")], "") {
+            Err(DownloadError::UnsafePath { reason, .. }) => {
+                assert_eq!(reason, UnsafePathReason::Absolute)
+            }
+            other => panic!("expected refusal, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! [`LakefsStore`]: the attempt core's [`WorkspaceStore`] over lakeFS, composing download,
+//! stage and publish.
+
+use std::error::Error;
+use std::path::Path;
+use std::time::Duration;
+
+use super::client::{LakefsClient, LakefsError, error_chain};
+use super::download::download_prefix;
+use super::publish::{Published, publish_noop, publish_staged};
+use super::stage::stage_changes;
+use crate::config::LakefsConfig;
+use crate::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
+use crate::task::CancelToken;
+use crate::workspace::Snapshot;
+
+/// Default number of concurrent object downloads per attempt.
+///
+/// Object requests are dominated by round-trip latency, not bandwidth, so the pool is sized
+/// to keep many requests in flight: with 2 ms per request, 16 threads download 1,000 objects
+/// about 8x faster than one, where 8 threads reach about 4x on a loaded 2-core host
+/// (`benches/lakefs.rs`).
+pub const DEFAULT_DOWNLOAD_PARALLELISM: usize = 16;
+/// Default number of concurrent object uploads per attempt (same reasoning as downloads).
+pub const DEFAULT_UPLOAD_PARALLELISM: usize = 16;
+
+/// A [`WorkspaceStore`] backed by a lakeFS server.
+///
+/// # Threads and cloning
+/// `Send + Sync`: one store serves every worker thread; each call uses its own scoped pool
+/// threads and shares the client's keep-alive connections.
+#[derive(Debug, Clone)]
+pub struct LakefsStore {
+    client: LakefsClient,
+    download_parallelism: usize,
+    upload_parallelism: usize,
+}
+
+fn store_error(error: &dyn Error) -> StoreError {
+    StoreError::new(error_chain(error))
+}
+
+impl LakefsStore {
+    /// A store over `client` with the default parallelism.
+    pub fn new(client: LakefsClient) -> LakefsStore {
+        LakefsStore {
+            client,
+            download_parallelism: DEFAULT_DOWNLOAD_PARALLELISM,
+            upload_parallelism: DEFAULT_UPLOAD_PARALLELISM,
+        }
+    }
+
+    /// A store from the runtime configuration (default client options and parallelism).
+    pub fn from_config(config: &LakefsConfig) -> Result<LakefsStore, LakefsError> {
+        LakefsClient::from_config(config).map(LakefsStore::new)
+    }
+
+    /// Sets the number of concurrent object downloads (at least 1).
+    pub fn with_download_parallelism(mut self, threads: usize) -> LakefsStore {
+        self.download_parallelism = threads.max(1);
+        self
+    }
+
+    /// Sets the number of concurrent object uploads (at least 1).
+    pub fn with_upload_parallelism(mut self, threads: usize) -> LakefsStore {
+        self.upload_parallelism = threads.max(1);
+        self
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &LakefsClient {
+        &self.client
+    }
+
+    fn log_published(workspace: &WorkspaceRef, published: &Published) {
+        log::info!(
+            repository = workspace.repository.as_str(),
+            branch = workspace.branch.as_str(),
+            input_ref = workspace.reference.as_str(),
+            published_ref = published.reference.as_str(),
+            publish_path = format!("{:?}", published.path).as_str();
+            "workspace published"
+        );
+    }
+}
+
+impl WorkspaceStore for LakefsStore {
+    fn download(
+        &self,
+        workspace: &WorkspaceRef,
+        object_prefix: &str,
+        dest: &Path,
+        cancel: &CancelToken,
+    ) -> Result<Snapshot, StoreError> {
+        download_prefix(
+            &self.client,
+            &workspace.repository,
+            &workspace.reference,
+            object_prefix,
+            dest,
+            self.download_parallelism,
+            cancel,
+        )
+        .map_err(|error| store_error(&error))
+    }
+
+    fn stage(
+        &self,
+        request: &StageRequest<'_>,
+        created: &mut bool,
+        cancel: &CancelToken,
+    ) -> Result<String, StoreError> {
+        let (commit, stats) = stage_changes(
+            &self.client,
+            request,
+            created,
+            self.upload_parallelism,
+            cancel,
+        )
+        .map_err(|error| store_error(&error))?;
+        log::debug!(
+            repository = request.workspace.repository.as_str(),
+            staging_branch = request.staging_branch,
+            staged_commit = commit.as_str(),
+            uploaded = stats.uploaded,
+            deleted = stats.deleted;
+            "workspace staged"
+        );
+        Ok(commit)
+    }
+
+    fn publish(
+        &self,
+        workspace: &WorkspaceRef,
+        _staging_branch: &str,
+        staged_commit: &str,
+        merge_timeout: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> Result<String, StoreError> {
+        let published = publish_staged(
+            &self.client,
+            &workspace.repository,
+            &workspace.branch,
+            &workspace.reference,
+            staged_commit,
+            merge_timeout,
+            cancel,
+        )
+        .map_err(|error| store_error(&error))?;
+        Self::log_published(workspace, &published);
+        Ok(published.reference)
+    }
+
+    fn publish_noop(
+        &self,
+        workspace: &WorkspaceRef,
+        merge_timeout: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> Result<String, StoreError> {
+        let published = publish_noop(
+            &self.client,
+            &workspace.repository,
+            &workspace.branch,
+            &workspace.reference,
+            merge_timeout,
+            cancel,
+        )
+        .map_err(|error| store_error(&error))?;
+        Self::log_published(workspace, &published);
+        Ok(published.reference)
+    }
+
+    fn delete_staging_branch(
+        &self,
+        workspace: &WorkspaceRef,
+        staging_branch: &str,
+    ) -> Result<(), StoreError> {
+        // Cleanup runs after cancellation too (SPEC §9), so it does not observe the
+        // attempt's token; the client's timeouts bound it.
+        match self.client.delete_branch(
+            &workspace.repository,
+            staging_branch,
+            &CancelToken::never(),
+        ) {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(store_error(&error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("middle")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn stores_are_built_from_config_in_one_call() {
+        let config = LakefsConfig::new(
+            "http://lakefs.local:8000/".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        match LakefsStore::from_config(&config) {
+            Ok(store) => {
+                assert_eq!(store.client().base_url(), "http://lakefs.local:8000/api/v1");
+                assert!(!format!("{store:?}").contains("hidden"));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let bad = LakefsConfig::new(
+            "lakefs.local".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        assert!(LakefsStore::from_config(&bad).is_err());
+    }
+
+    #[test]
+    fn chains_render_every_cause_once() {
+        let error = Outer(Middle(std::io::Error::other("root")));
+        assert_eq!(error_chain(&error), "outer: middle: root");
+        let flat = std::io::Error::other("only");
+        assert_eq!(error_chain(&flat), "only");
+    }
+}
