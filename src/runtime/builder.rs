@@ -234,7 +234,6 @@ impl RuntimeBuilder {
         let shutdown = Shutdown::new(config.shutdown_force_kill_after());
         let counters = Arc::new(Counters::default());
         let (slots_tx, slots_rx) = crossbeam_channel::bounded(self.threads);
-        let (lease_tx, lease_rx) = crossbeam_channel::unbounded();
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
 
         let mut startup = Startup {
@@ -244,14 +243,13 @@ impl RuntimeBuilder {
         // Declared after `startup` so that on an early return it is dropped first: the
         // workers then see the job channel disconnect and `Startup::drop` can join them.
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (leases, keeper) = LeaseKeeper::new(
+            Arc::clone(&api),
+            worker_id.clone(),
+            Arc::clone(&counters),
+            shutdown.halt_token(),
+        );
         startup.threads.lease = Some(spawn("lease", {
-            let keeper = LeaseKeeper {
-                api: Arc::clone(&api),
-                worker_id: worker_id.clone(),
-                counters: Arc::clone(&counters),
-                messages: lease_rx,
-                halt: shutdown.halt_token(),
-            };
             let panic = PanicGuard::new(&shutdown, "lease");
             move || {
                 let _panic = panic;
@@ -296,7 +294,7 @@ impl RuntimeBuilder {
                 shared: Arc::clone(&shared),
                 jobs: jobs_rx.clone(),
                 slots: slots_tx.clone(),
-                lease: lease_tx.clone(),
+                leases: leases.clone(),
                 _alive: alive_tx.clone(),
                 _panic: PanicGuard::new(&shutdown, name.clone()),
             };
@@ -307,7 +305,7 @@ impl RuntimeBuilder {
         }
         // Only workers may hold these: their disconnection is how the lease thread and
         // `join` learn that the workers are gone.
-        drop((lease_tx, alive_tx, slots_tx, jobs_rx));
+        drop((leases, alive_tx, slots_tx, jobs_rx));
         let poller = Poller {
             api: Arc::clone(&api),
             task_type: self.task.name().to_owned(),

@@ -18,7 +18,7 @@ use log::kv::{self, Key, Source, Value, VisitSource};
 use super::backoff::RetryPolicy;
 use super::counters::Counters;
 use super::fence::ConductorFence;
-use super::lease::{LeaseMsg, lease_interval};
+use super::lease::{Leases, lease_interval};
 use super::shutdown::{PanicGuard, Shutdown};
 use crate::conductor::{ConductorApi, PolledTask, TaskUpdate, error_chain};
 use crate::execution::{AttemptEnv, AttemptReport, WorkspaceStore, run_attempt};
@@ -47,7 +47,7 @@ pub(crate) struct Worker {
     pub(crate) jobs: Receiver<PolledTask>,
     /// Where this worker announces that it is free.
     pub(crate) slots: Sender<()>,
-    pub(crate) lease: Sender<LeaseMsg>,
+    pub(crate) leases: Leases,
     /// Held until the thread ends: when every worker's copy is gone, the runtime knows the
     /// drain is over.
     pub(crate) _alive: Sender<()>,
@@ -86,11 +86,8 @@ impl Worker {
         };
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
-            let _ = self.lease.send(LeaseMsg::Start {
-                task_id: task.task_id.clone(),
-                workflow_instance_id: task.workflow_instance_id.clone(),
-                interval,
-            });
+            self.leases
+                .start(&task.task_id, &task.workflow_instance_id, interval);
         }
         let cancel = shared.shutdown.register_attempt();
         let env = AttemptEnv {
@@ -105,9 +102,7 @@ impl Worker {
         drop(cancel);
         // The lease must end before the result is sent, or a late heartbeat could race it.
         if interval.is_some() {
-            let _ = self.lease.send(LeaseMsg::Stop {
-                task_id: task.task_id.clone(),
-            });
+            self.leases.stop(&task.task_id);
         }
         let status = report.result.status;
         if status == TaskStatus::Completed {
