@@ -2,8 +2,8 @@
 //! time it out (`IN_PROGRESS` + `extendLease: true`, which restarts the response-timeout
 //! clock).
 //!
-//! Workers register an attempt with [`Leases::start`] when its `responseTimeoutSeconds`
-//! warrants it and remove it with [`Leases::stop`] before reporting the result. The first
+//! Workers register an attempt with `Leases::start` when its `responseTimeoutSeconds`
+//! warrants it and remove it with `Leases::stop` before reporting the result. The first
 //! beat is due one interval (80 % of the response timeout) after the start, then every
 //! interval; a timeout whose interval would be under one second gets no heartbeat. A failed
 //! beat is retried twice at short delays without blocking the other leases (it is simply
@@ -15,7 +15,7 @@
 //! already sleeping until, and a stop never does (a thread that wakes for a lease that has
 //! gone just finds nothing due). The loop waits on the wake channel, the next due beat
 //! (`at(..)`, or `never()` when nothing is registered) and the halt signal. It ends when
-//! every worker has dropped its [`Leases`] handle (normal drain) or on halt (abandoned
+//! every worker has dropped its `Leases` handle (normal drain) or on halt (abandoned
 //! attempts).
 
 use std::collections::HashMap;
