@@ -26,6 +26,7 @@
 //!                          └────────────────┘
 //! ```
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::thread::JoinHandle;
@@ -171,6 +172,8 @@ struct Slot {
 /// The shutdown's progress, once a stop was requested.
 struct Stopping {
     requests: u32,
+    /// The signal forwarded to the children on the first request.
+    forward: ChildSignal,
     /// When survivors are killed; `None` once that happened or if there is no deadline.
     force_at: Option<Instant>,
 }
@@ -401,8 +404,14 @@ impl Supervisor {
         );
         self.remove_workspaces_of(&worker_id, exited.pid);
 
-        let clean = status.as_ref().is_ok_and(ExitStatus::success);
-        if self.stopping.is_some() {
+        if let Some(stopping) = &self.stopping {
+            let clean = match &status {
+                Ok(status) if status.success() => true,
+                // Ended by the very signal it was forwarded: it had not installed its
+                // handlers yet, i.e. it was still starting and had no attempt to drain.
+                Ok(status) => status.signal() == Some(stopping.forward.number()),
+                Err(_) => false,
+            };
             if !clean && !ran.killed {
                 self.exit.unclean_exits.push(UncleanExit {
                     worker_id,
@@ -454,6 +463,7 @@ impl Supervisor {
                 let force_after = self.settings.force_kill_after;
                 self.stopping = Some(Stopping {
                     requests: 1,
+                    forward: request.forward,
                     // A deadline too far to represent is no deadline.
                     force_at: force_after.and_then(|d| now.checked_add(d)),
                 });
@@ -667,6 +677,8 @@ mod tests {
     /// Ignores SIGTERM.
     const STUBBORN: &str = "trap '' TERM; echo $$ >> \"$T/$PERAGO_WORKER_ID.pids\"; \
                             while :; do sleep 5 & wait $!; done";
+    /// Has no handler: the forwarded SIGTERM ends it (like a child still starting).
+    const NO_HANDLER: &str = "echo $$ >> \"$T/$PERAGO_WORKER_ID.pids\"; exec sleep 30";
     /// Fails its drain (exit 3).
     const FAILS_DRAIN: &str = "trap 'exit 3' TERM; echo $$ >> \"$T/$PERAGO_WORKER_ID.pids\"; \
                                while :; do sleep 5 & wait $!; done";
@@ -902,6 +914,17 @@ mod tests {
         assert_eq!(exit.unclean_exits.len(), 1, "{exit:?}");
         assert_eq!(exit.unclean_exits[0].pid, pid);
         assert!(exit.unclean_exits[0].status.contains('3'), "{exit:?}");
+    }
+
+    #[test]
+    fn a_child_ended_by_the_forwarded_signal_counts_as_drained() {
+        let fx = Fixture::new();
+        let running = Running::start(fx.settings(1, None), fx.factory(NO_HANDLER));
+        let pid = fx.pids("w0001", 1)[0];
+        running.request_stop();
+        let exit = running.join();
+        assert!(exit.is_clean(), "{exit:?}");
+        assert!(!alive(pid));
     }
 
     #[test]

@@ -35,6 +35,11 @@ impl ChildSignal {
         }
     }
 
+    /// The signal number (as in [`std::os::unix::process::ExitStatusExt::signal`]).
+    pub fn number(self) -> i32 {
+        self.signal().as_raw()
+    }
+
     fn signal(self) -> Signal {
         match self {
             ChildSignal::Interrupt => Signal::INT,
