@@ -7,6 +7,9 @@
 #[path = "lakefs_publication/harness.rs"]
 mod harness;
 
+#[path = "lakefs_publication/conductor.rs"]
+mod conductor;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1254,6 +1254,181 @@ mod tests {
         }
     }
 
+    /// Method, URL and `Authorization` header of one received request.
+    type Seen = (String, String, Option<String>);
+    /// Scripted responses, expected outcome (head commit or status), request count.
+    type Case = (Vec<(u16, &'static str)>, Result<&'static str, u16>, usize);
+
+    /// A loopback server answering each request with the next scripted response and
+    /// recording what it received.
+    struct Scripted {
+        url: String,
+        seen: std::sync::Arc<parking_lot::Mutex<Vec<Seen>>>,
+        handle: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Scripted {
+        fn start(script: Vec<(u16, &'static str)>) -> Scripted {
+            let server = match tiny_http::Server::http("127.0.0.1:0") {
+                Ok(s) => s,
+                Err(e) => panic!("listen: {e}"),
+            };
+            let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+            let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let record = std::sync::Arc::clone(&seen);
+            let handle = std::thread::Builder::new()
+                .name("scripted-server".into())
+                .spawn(move || {
+                    for (status, body) in script {
+                        let Ok(Some(request)) = server.recv_timeout(Duration::from_secs(10)) else {
+                            return;
+                        };
+                        let auth = request
+                            .headers()
+                            .iter()
+                            .find(|h| h.field.equiv("Authorization"))
+                            .map(|h| h.value.to_string());
+                        record.lock().push((
+                            request.method().to_string(),
+                            request.url().to_owned(),
+                            auth,
+                        ));
+                        let response =
+                            tiny_http::Response::from_string(body).with_status_code(status);
+                        let _ = request.respond(response);
+                    }
+                })
+                .ok();
+            Scripted {
+                url: format!("http://127.0.0.1:{port}"),
+                seen,
+                handle,
+            }
+        }
+
+        fn client(&self) -> LakefsClient {
+            let options = ClientOptions {
+                retry_base_delay: Duration::from_millis(1),
+                retry_max_delay: Duration::from_millis(2),
+                request_timeout: Duration::from_secs(10),
+                ..ClientOptions::default()
+            };
+            match LakefsClient::new(&self.url, "AKID", &Secret::new("s3cr3t".into()), options) {
+                Ok(c) => c,
+                Err(e) => panic!("{e}"),
+            }
+        }
+
+        fn requests(mut self) -> Vec<Seen> {
+            if let Some(handle) = self.handle.take() {
+                let _ = handle.join();
+            }
+            self.seen.lock().clone()
+        }
+    }
+
+    const BRANCH: &str = r#"{"id":"main","commit_id":"abc"}"#;
+
+    #[test]
+    fn retryable_answers_are_retried_and_others_are_not() {
+        let cases: Vec<Case> = vec![
+            (vec![(503, "{}"), (429, "{}"), (200, BRANCH)], Ok("abc"), 3),
+            (
+                vec![
+                    (
+                        500,
+                        r#"{"message":"branch is currently locked, try again later"}"#,
+                    ),
+                    (200, BRANCH),
+                ],
+                Ok("abc"),
+                2,
+            ),
+            (vec![(500, r#"{"message":"boom"}"#)], Err(500), 1),
+            (
+                vec![(404, r#"{"message":"branch not found"}"#)],
+                Err(404),
+                1,
+            ),
+            (vec![(503, "{}"); 4], Err(503), 4),
+        ];
+        for (script, expected, requests) in cases {
+            let server = Scripted::start(script);
+            let result = server
+                .client()
+                .get_branch("repo", "main", &CancelToken::never());
+            match (&result, expected) {
+                (Ok(branch), Ok(head)) => assert_eq!(branch.commit_id, head),
+                (Err(error), Err(status)) => assert_eq!(error.status(), Some(status), "{error}"),
+                _ => panic!("unexpected {result:?} for {expected:?}"),
+            }
+            let seen = server.requests();
+            assert_eq!(seen.len(), requests, "{seen:?}");
+            for (method, url, auth) in seen {
+                assert_eq!(method, "GET");
+                assert_eq!(url, "/api/v1/repositories/repo/branches/main");
+                let expected = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("AKID:s3cr3t")
+                );
+                assert_eq!(auth.as_deref(), Some(expected.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn error_messages_come_from_lakefs_or_the_raw_body() {
+        let server = Scripted::start(vec![
+            (409, r#"{"message":"branch already exists: not unique"}"#),
+            (409, r#"{"reference":""}"#),
+            (400, "plain text failure"),
+        ]);
+        let client = server.client();
+        let never = CancelToken::never();
+        let messages: Vec<String> = (0..3)
+            .map(
+                |_| match client.create_branch("repo", "b", "main", &never) {
+                    Err(LakefsError::Status { message, .. }) => message,
+                    other => panic!("unexpected {other:?}"),
+                },
+            )
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "branch already exists: not unique",
+                r#"{"reference":""}"#,
+                "plain text failure"
+            ]
+        );
+        drop(server.requests());
+    }
+
+    #[test]
+    fn a_cancelled_token_sends_nothing() {
+        let server = Scripted::start(vec![]);
+        let source = crate::task::CancelSource::new();
+        source.cancel();
+        let result = server.client().get_branch("repo", "main", &source.token());
+        assert!(
+            matches!(result, Err(LakefsError::Cancelled { .. })),
+            "{result:?}"
+        );
+        assert!(server.requests().is_empty());
+    }
+
+    #[test]
+    fn branch_creation_reads_the_plain_text_commit_id() {
+        let server = Scripted::start(vec![(201, "c0ffee\n")]);
+        let created = server
+            .client()
+            .create_branch("repo", "b", "main", &CancelToken::never());
+        assert_eq!(created.ok().as_deref(), Some("c0ffee"));
+        let seen = server.requests();
+        assert_eq!(seen[0].0, "POST");
+        assert_eq!(seen[0].1, "/api/v1/repositories/repo/branches");
+    }
+
     #[test]
     fn uncertainty_classification() {
         let status = |status| LakefsError::Status {

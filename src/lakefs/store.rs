@@ -15,9 +15,14 @@ use crate::task::CancelToken;
 use crate::workspace::Snapshot;
 
 /// Default number of concurrent object downloads per attempt.
-pub const DEFAULT_DOWNLOAD_PARALLELISM: usize = 8;
-/// Default number of concurrent object uploads per attempt.
-pub const DEFAULT_UPLOAD_PARALLELISM: usize = 8;
+///
+/// Object requests are dominated by round-trip latency, not bandwidth, so the pool is sized
+/// to keep many requests in flight: with 2 ms per request, 16 threads download 1,000 objects
+/// about 8x faster than one, where 8 threads reach about 4x on a loaded 2-core host
+/// (`benches/lakefs.rs`).
+pub const DEFAULT_DOWNLOAD_PARALLELISM: usize = 16;
+/// Default number of concurrent object uploads per attempt (same reasoning as downloads).
+pub const DEFAULT_UPLOAD_PARALLELISM: usize = 16;
 
 /// A [`WorkspaceStore`] backed by a lakeFS server.
 ///
@@ -195,6 +200,28 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("middle")]
     struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn stores_are_built_from_config_in_one_call() {
+        let config = LakefsConfig::new(
+            "http://lakefs.local:8000/".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        match LakefsStore::from_config(&config) {
+            Ok(store) => {
+                assert_eq!(store.client().base_url(), "http://lakefs.local:8000/api/v1");
+                assert!(!format!("{store:?}").contains("hidden"));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        let bad = LakefsConfig::new(
+            "lakefs.local".into(),
+            "AKID".into(),
+            crate::config::Secret::new("hidden".into()),
+        );
+        assert!(LakefsStore::from_config(&bad).is_err());
+    }
 
     #[test]
     fn chains_render_every_cause_once() {

@@ -39,16 +39,7 @@ impl TaskError {
     pub fn reason(&self) -> String {
         match self {
             TaskError::Failed(reason) | TaskError::Terminal(reason) => reason.clone(),
-            TaskError::Other(error) => {
-                let mut text = error.to_string();
-                let mut source = error.source();
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                text
-            }
+            TaskError::Other(error) => crate::conductor::error_chain(error.as_ref()),
         }
     }
 }

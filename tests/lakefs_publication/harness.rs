@@ -149,6 +149,46 @@ impl Env {
         }
     }
 
+    /// The dev server.
+    pub fn dev(&self) -> &perago::devserver::DevServer {
+        self.server.dev()
+    }
+
+    /// The lakeFS credentials the server accepts: (access key id, secret).
+    pub fn credentials(&self) -> (&'static str, &'static str) {
+        (ACCESS_KEY_ID, SECRET)
+    }
+
+    /// The store the attempts use.
+    pub fn store(&self) -> &LakefsStore {
+        &self.store
+    }
+
+    /// The workspace root attempts run under.
+    pub fn workspace_root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Runs one attempt with `identity`, `store` and `fence`.
+    pub fn run_as(
+        &self,
+        task: &Task,
+        identity: &AttemptIdentity,
+        input: Value,
+        store: &dyn perago::execution::WorkspaceStore,
+        fence: &dyn AttemptFence,
+    ) -> AttemptReport {
+        let env = AttemptEnv {
+            workspace_root: self.root.path(),
+            store: Some(store),
+            fence,
+            owners: &self.owners,
+            failure_reason_max_length: 2000,
+            cancel: CancelToken::never(),
+        };
+        run_attempt(task, identity, &input, &env)
+    }
+
     /// The client the store uses.
     pub fn client(&self) -> &LakefsClient {
         &self.client

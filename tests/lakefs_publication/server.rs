@@ -46,6 +46,11 @@ impl Server {
         }
     }
 
+    /// The dev server itself (Conductor engine, URLs).
+    pub fn dev(&self) -> &DevServer {
+        &self.dev
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn lakefs_endpoint(&self) -> String {
         self.dev.lakefs_endpoint()

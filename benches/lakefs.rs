@@ -1,0 +1,281 @@
+//! lakeFS transfer benchmarks against the embedded dev server (release mode), printed as a
+//! table:
+//!
+//! 1. download of 1,000 objects of 64 KiB with 2 ms injected latency per object request:
+//!    the bounded parallel pool (8 threads, and 16, the default) against one thread;
+//! 2. stage of a 10,000-file workspace with 10 changed files: the diff-based stage against a
+//!    stage that re-uploads every file (what the reference implementation does).
+//!
+//! Run: `cargo bench --bench lakefs` (optionally `PERAGO_BENCH_DIR=/dev/shm` to keep the
+//! disk out of the download figures, `PERAGO_BENCH_KEEP_ALIVE=1` to reuse connections).
+//!
+//! By default every request opens its own connection: the dev server's listener (tiny_http
+//! 0.12) parks each connection on a pool thread and can leave one of a burst of new
+//! connections unserved while kept-alive connections hold the other threads.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use perago::config::Secret;
+use perago::devserver::faults::FaultRule;
+use perago::devserver::{DevServer, DevServerOptions};
+use perago::execution::{StageRequest, WorkspaceRef};
+use perago::lakefs::store::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
+use perago::lakefs::{ClientOptions, LakefsClient, UploadSource, download_prefix, stage_changes};
+use perago::task::{AttemptIdentity, CancelToken};
+use perago::workspace::{ChangeSet, Snapshot, diff};
+
+const DOWNLOAD_OBJECTS: usize = 1_000;
+const OBJECT_SIZE: usize = 64 * 1024;
+const LATENCY: Duration = Duration::from_millis(2);
+const WORKSPACE_FILES: usize = 10_000;
+const CHANGED_FILES: usize = 10;
+const RUNS: usize = 3;
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult<()> {
+    let keep_alive = std::env::var_os("PERAGO_BENCH_KEEP_ALIVE").is_some();
+    let server = DevServer::start(DevServerOptions::default())?;
+    let client = LakefsClient::new(
+        &server.lakefs_endpoint(),
+        server.access_key_id(),
+        &Secret::new(server.secret_access_key().to_owned()),
+        ClientOptions {
+            // See the module docs: the dev server's listener strands connections under
+            // keep-alive bursts, so the default run opens one connection per request.
+            max_idle_connections_per_host: if keep_alive { 32 } else { 0 },
+            ..ClientOptions::default()
+        },
+    )?;
+    let total = || -> u64 {
+        server
+            .stats()
+            .all()
+            .iter()
+            .filter(|(key, _)| key.starts_with("lakefs "))
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let never = CancelToken::never();
+    println!("perago lakeFS benchmarks (dev server on loopback, median of {RUNS} runs)\n");
+    println!(
+        "{:<72} {:>10} {:>10} {:>9}",
+        "case", "wall ms", "requests", "speedup"
+    );
+
+    // 1. Download.
+    let objects: Vec<(String, Vec<u8>)> = (0..DOWNLOAD_OBJECTS)
+        .map(|i| {
+            (
+                format!("blobs/{i:04}.bin"),
+                vec![(i % 251) as u8; OBJECT_SIZE],
+            )
+        })
+        .collect();
+    let download_ref = seed(&client, "bench-download", &objects)?;
+    server.faults().set(FaultRule {
+        method: "GET".into(),
+        path: "/api/v1/repositories/*/refs/*/objects".into(),
+        error_status: None,
+        error_rate: 0.0,
+        latency_ms: LATENCY.as_millis() as u64,
+    })?;
+    let mut download_rows = Vec::new();
+    for (label, threads) in [
+        ("sequential (1 thread)", 1),
+        ("parallel (8 threads)", 8),
+        (
+            "parallel (16 threads, default)",
+            DEFAULT_DOWNLOAD_PARALLELISM,
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut requests = 0;
+        for _ in 0..RUNS {
+            let dest = scratch_dir()?;
+            let before = total();
+            let started = Instant::now();
+            let snapshot = download_prefix(
+                &client,
+                "bench-download",
+                &download_ref,
+                "",
+                dest.path(),
+                threads,
+                &never,
+            )?;
+            times.push(started.elapsed());
+            requests = total() - before;
+            assert_eq!(snapshot.len(), DOWNLOAD_OBJECTS);
+        }
+        download_rows.push((label, median(&mut times), requests));
+    }
+    server.faults().clear();
+    let baseline = download_rows[0].1;
+    for (label, time, requests) in &download_rows {
+        row(
+            &format!("download 1,000 x 64 KiB, 2 ms latency: {label}"),
+            *time,
+            *requests,
+            baseline,
+        );
+    }
+
+    // 2. Stage.
+    let files: Vec<(String, Vec<u8>)> = (0..WORKSPACE_FILES)
+        .map(|i| {
+            (
+                format!("f/{:03}/{i:05}.bin", i / 100),
+                format!("file {i}").into_bytes(),
+            )
+        })
+        .collect();
+    let stage_ref = seed(&client, "bench-stage", &files)?;
+    let workspace = scratch_dir()?;
+    let before = download_prefix(
+        &client,
+        "bench-stage",
+        &stage_ref,
+        "",
+        workspace.path(),
+        8,
+        &never,
+    )?;
+    for i in 0..CHANGED_FILES {
+        std::fs::write(workspace.path().join(&files[i * 997].0), b"changed")?;
+    }
+    let after = Snapshot::scan(workspace.path())?;
+    let changes = diff(&before, &after);
+    assert_eq!(changes.len(), CHANGED_FILES);
+    let everything = ChangeSet {
+        added: Vec::new(),
+        modified: after.files().keys().cloned().collect(),
+        deleted: Vec::new(),
+    };
+    let target = WorkspaceRef {
+        repository: "bench-stage".into(),
+        branch: "main".into(),
+        reference: stage_ref.clone(),
+    };
+    let mut stage_rows = Vec::new();
+    for (label, set) in [
+        ("re-upload every file (reference)", &everything),
+        ("upload only the diff (perago)", &changes),
+    ] {
+        let mut times = Vec::new();
+        let mut requests = 0;
+        for run in 0..RUNS {
+            let mut identity = identity();
+            identity.execution_id = format!("{}-{run}", set.len());
+            let branch = perago::execution::staging::staging_branch_name(&identity);
+            let request = StageRequest {
+                workspace: &target,
+                staging_branch: &branch,
+                object_prefix: "",
+                source_dir: workspace.path(),
+                changes: set,
+                identity: &identity,
+            };
+            let mut created = false;
+            let before = total();
+            let started = Instant::now();
+            stage_changes(
+                &client,
+                &request,
+                &mut created,
+                DEFAULT_UPLOAD_PARALLELISM,
+                &never,
+            )?;
+            times.push(started.elapsed());
+            requests = total() - before;
+            client.delete_branch("bench-stage", &branch, &never)?;
+        }
+        stage_rows.push((label, median(&mut times), requests));
+    }
+    let baseline = stage_rows[0].1;
+    for (label, time, requests) in &stage_rows {
+        row(
+            &format!("stage 10,000 files / 10 changed: {label}"),
+            *time,
+            *requests,
+            baseline,
+        );
+    }
+    Ok(())
+}
+
+fn identity() -> AttemptIdentity {
+    AttemptIdentity {
+        task_id: "bench".into(),
+        workflow_instance_id: "bench".into(),
+        retry_count: 0,
+        task_def_name: "bench".into(),
+        reference_task_name: "bench".into(),
+        seq: 0,
+        iteration: 0,
+        execution_id: "bench".into(),
+        worker_id: "bench".into(),
+    }
+}
+
+fn row(label: &str, time: Duration, requests: u64, baseline: Duration) {
+    println!(
+        "{label:<72} {:>10.1} {requests:>10} {:>8.1}x",
+        time.as_secs_f64() * 1000.0,
+        baseline.as_secs_f64() / time.as_secs_f64().max(1e-9)
+    );
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+/// Creates `repo` and commits `objects` on main with 8 upload threads; returns the commit.
+fn seed(client: &LakefsClient, repo: &str, objects: &[(String, Vec<u8>)]) -> BenchResult<String> {
+    let never = CancelToken::never();
+    client.create_repository(repo, &format!("mem://{repo}"), "main", &never)?;
+    let chunk = objects.len().div_ceil(8).max(1);
+    std::thread::scope(|scope| -> BenchResult<()> {
+        let handles: Vec<_> = objects
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let never = never.clone();
+                std::thread::Builder::new()
+                    .name(format!("bench-seed-{i}"))
+                    .spawn_scoped(scope, move || {
+                        part.iter().try_for_each(|(key, bytes)| {
+                            client
+                                .upload_object(
+                                    repo,
+                                    "main",
+                                    key,
+                                    UploadSource::Bytes(bytes),
+                                    &never,
+                                )
+                                .map(drop)
+                        })
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        for handle in handles {
+            handle.join().map_err(|_| "seed thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok(client
+        .commit(repo, "main", "bench seed", &BTreeMap::new(), &never)?
+        .id)
+}
+
+/// Where downloads land: `PERAGO_BENCH_DIR` if set (e.g. a tmpfs, to measure the transfer
+/// rather than the disk), else the system temp dir.
+fn scratch_dir() -> BenchResult<tempfile::TempDir> {
+    Ok(match std::env::var_os("PERAGO_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(Path::new(&dir))?,
+        None => tempfile::tempdir()?,
+    })
+}
