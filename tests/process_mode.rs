@@ -487,7 +487,7 @@ fn a_killed_child_is_restarted_with_its_worker_id_its_workspace_removed_and_its_
             path: "/api/v1/repositories/*/refs/*/objects/ls".into(),
             error_status: None,
             error_rate: 0.0,
-            latency_ms: 8000,
+            latency_ms: 5000,
         })
         .expect("fault rule");
 

@@ -1,11 +1,11 @@
-//! The supervisor's main loop: [`Supervisor`] owns every child and is the only code that
+//! The supervisor's main loop: `Supervisor` owns every child and is the only code that
 //! starts, signals, reaps or restarts one.
 //!
 //! **This is the main loop of process mode.** One thread (the caller's) owns the children. It
 //! `select!`s over:
 //!
 //! - the child-exit channel, fed by one `wait-<worker id>` thread per child (see
-//!   [`waiter`](super::waiter)); an exit is reaped here, its workspaces removed by a targeted
+//!   `waiter`); an exit is reaped here, its workspaces removed by a targeted
 //!   GC, and the slot restarted after its [`RestartBackoff`] delay;
 //! - the stop-request channel (signals, or the embedding code): the first request forwards
 //!   the signal to every child and starts the force clock; the second kills every child now;
