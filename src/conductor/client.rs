@@ -23,6 +23,7 @@ use super::api::ConductorApi;
 use super::auth::{AUTH_HEADER, TOKEN_TTL, TokenAuth, TokenReply};
 use super::error::ConductorError;
 use super::model::{PolledTask, TaskUpdate};
+use super::resolver::CachingResolver;
 use crate::config::{ConductorAuth, ConductorConfig, Secret};
 
 /// Characters escaped in one path segment (a task or workflow name, a task id).
@@ -151,15 +152,19 @@ impl ConductorClient {
         auth: Option<ConductorAuth>,
         options: ClientOptions,
     ) -> ConductorClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             // Statuses are classified here, with the body read for the server's message.
             .http_status_as_error(false)
             .timeout_connect(Some(options.connect_timeout))
             .max_idle_connections(options.max_idle_connections.max(1))
             .max_idle_connections_per_host(options.max_idle_connections.max(1))
             .user_agent(concat!("perago/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            CachingResolver::default(),
+        );
         ConductorClient {
             base: server_url.trim().trim_end_matches('/').to_owned(),
             agent,

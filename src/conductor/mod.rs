@@ -8,6 +8,7 @@
 //! - [`auth`]: the Orkes token cache behind `X-Authorization`.
 //! - [`model`]: [`PolledTask`] and [`TaskUpdate`].
 //! - [`error`]: [`ConductorError`] and its retry classification.
+//! - `resolver`: host resolution without a thread per request.
 //!
 //! Server behaviour relied on (status codes, `200 []` vs `204` on empty polls, text/plain
 //! update answers, update-v2 availability) follows Conductor OSS; Orkes specifics are only
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod model;
+mod resolver;
 
 pub use api::ConductorApi;
 pub use client::{ClientOptions, ConductorClient};

@@ -197,17 +197,26 @@ fn draining_reports_without_taking_new_work() {
 
 #[test]
 fn force_cancels_cooperative_bodies_and_reports_them_failed() {
+    let (started_tx, started_rx) = crossbeam_channel::bounded::<()>(1);
+    let cooperative = Task::builder("examples.echo", "dev@example.com")
+        .handler(
+            move |ctx: &TaskContext, _: Params| -> Result<Output, TaskError> {
+                let _ = started_tx.try_send(());
+                ctx.sleep(Duration::from_secs(600))
+                    .map_err(|_| TaskError::failed("cancelled while sleeping"))?;
+                Ok(Output { done: true })
+            },
+        )
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let fake = Arc::new(FakeConductor::with_tasks(
-        1,
-        json!({"params": {"message": "long", "sleep_ms": 600_000}}),
-        false,
-    ));
-    let handle = Runtime::builder(config(dir.path(), &[]), crate::examples::echo().unwrap())
+    let fake = Arc::new(FakeConductor::with_tasks(1, json!({"params": {}}), false));
+    let handle = Runtime::builder(config(dir.path(), &[]), cooperative)
         .conductor(fake.clone())
         .start()
         .unwrap();
-    wait_for("the task running", || handle.counters().in_flight == 1);
+    started_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the body started");
     handle.force();
     let exit = handle.join();
     assert!(exit.forced && exit.is_clean());
@@ -222,6 +231,21 @@ fn force_cancels_cooperative_bodies_and_reports_them_failed() {
             || reason.starts_with("worker shutdown deadline exceeded"),
         "{reason}"
     );
+}
+
+#[test]
+fn forcing_an_idle_runtime_stops_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Arc::new(FakeConductor::default());
+    let handle = Runtime::builder(config(dir.path(), &[]), crate::examples::echo().unwrap())
+        .threads(3)
+        .conductor(fake)
+        .start()
+        .unwrap();
+    handle.force();
+    let exit = handle.join();
+    assert!(exit.forced && exit.is_clean(), "{exit:?}");
+    assert_eq!(exit.abandoned_attempts, 0);
 }
 
 #[test]

@@ -1,0 +1,124 @@
+//! An existing program that embeds a perago worker for its own task.
+//!
+//! The host keeps control of its process: it builds the runtime with [`Runtime::builder`],
+//! reads the live counters while it does its own work, and stops the worker when it decides
+//! to (here: when the batch it submitted is done). Signals and logging stay with the host.
+//!
+//! ```sh
+//! # Against a Conductor you run (the TaskDef `greeting.make` must be registered):
+//! CONDUCTOR_SERVER_URL=http://localhost:8080/api cargo run --example embedded_worker
+//! # Self-contained: with no CONDUCTOR_SERVER_URL it starts perago's dev server in-process,
+//! # registers the TaskDef and a workflow, and submits a few greetings.
+//! cargo run --example embedded_worker
+//! ```
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use perago::conductor::ConductorClient;
+use perago::config::{ConfigOverrides, RuntimeConfig, load_env};
+use perago::devserver::{DevServer, DevServerOptions};
+use perago::runtime::Runtime;
+use perago::taskdef::task_def;
+use perago::{DeclarationError, Task, TaskContext, TaskError};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Params: who to greet.
+#[derive(Deserialize, JsonSchema)]
+struct GreetingParams {
+    #[schemars(length(min = 1))]
+    name: String,
+}
+
+/// Result: the greeting.
+#[derive(Serialize, JsonSchema)]
+struct Greeting {
+    text: String,
+}
+
+/// The host's own task.
+fn greeting() -> Result<Task, DeclarationError> {
+    Task::builder("greeting.make", "host@example.com")
+        .description("Make a greeting.")
+        .handler(
+            |ctx: &TaskContext, params: GreetingParams| -> Result<Greeting, TaskError> {
+                ctx.log().info("making a greeting");
+                Ok(Greeting {
+                    text: format!("hello, {}", params.name),
+                })
+            },
+        )
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let task = greeting()?;
+    let cwd = std::env::current_dir()?;
+    let mut env = load_env(&cwd, std::env::vars_os())?;
+
+    // Only for the self-contained run: a local dev server standing in for Conductor.
+    let dev_server = if env
+        .get("CONDUCTOR_SERVER_URL")
+        .is_none_or(|url| url.trim().is_empty())
+    {
+        let server = DevServer::start(DevServerOptions::default())?;
+        env.insert("CONDUCTOR_SERVER_URL".into(), server.conductor_url());
+        Some(server)
+    } else {
+        None
+    };
+    let config = RuntimeConfig::from_env_map("host.greeting", &env, &ConfigOverrides::default())?;
+    config.probe_roots()?;
+
+    let mut workflows = Vec::new();
+    if let Some(server) = &dev_server {
+        let client = ConductorClient::for_url(&server.conductor_url());
+        client.register_task_defs(&[task_def(&task)])?;
+        client.register_workflow_def(
+            &json!({"name": "greet", "version": 1, "schemaVersion": 2,
+                    "ownerEmail": "host@example.com",
+                    "tasks": [{"name": "greeting.make", "taskReferenceName": "greet",
+                               "type": "SIMPLE",
+                               "inputParameters": {"params": "${workflow.input.params}"}}]}),
+            true,
+        )?;
+        for name in ["ada", "grace", "edsger", "barbara"] {
+            workflows.push(client.start_workflow("greet", &json!({"params": {"name": name}}))?);
+        }
+    }
+
+    // The embedding: one builder call, a handle, and the host's own loop.
+    let worker = Runtime::builder(config, task).threads(2).start()?;
+    println!("worker {} started", worker.worker_id());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // ... the host program does its own work here ...
+        let counters = worker.counters();
+        if dev_server.is_some() && counters.finished() as usize >= workflows.len() {
+            break;
+        }
+        if dev_server.is_none() && Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    worker.shutdown();
+    let exit = worker.join();
+    println!(
+        "worker stopped: completed {}, failed {}, clean {}",
+        exit.counters.completed,
+        exit.counters.failed,
+        exit.is_clean()
+    );
+    if let Some(server) = &dev_server {
+        let client = ConductorClient::for_url(&server.conductor_url());
+        for id in &workflows {
+            let workflow = client.get_workflow(id)?;
+            println!("{id}: {} {}", workflow["status"], workflow["output"]);
+        }
+    }
+    Ok(())
+}
