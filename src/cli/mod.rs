@@ -6,6 +6,7 @@
 //! stderr and exit 1, warnings print `warning: <message>`.
 
 mod check;
+mod child;
 mod config_cmd;
 mod dev_server;
 mod extract;
@@ -36,6 +37,12 @@ pub mod exit_code {
     /// `perago start`: a runtime thread failed (a bug in perago); the runtime drained and
     /// stopped.
     pub const RUNTIME_FAILURE: u8 = 4;
+    /// `perago start` in process mode: children had to be killed (force deadline or a second
+    /// signal) or exited with a failure status during the shutdown.
+    pub const CHILDREN_UNCLEAN: u8 = 5;
+    /// `perago start` in process mode: the current executable could not be resolved or the
+    /// child processes could not be started.
+    pub const CHILD_START_FAILED: u8 = 6;
 }
 
 #[derive(Debug, Parser)]
@@ -123,6 +130,15 @@ enum Command {
         #[arg(long, value_parser = parse_mode)]
         execution_mode: Option<ExecutionMode>,
     },
+    /// Internal: one supervised child of `start --execution-mode process`.
+    #[command(name = crate::supervisor::CHILD_SUBCOMMAND, hide = true)]
+    Child {
+        /// The target to serve.
+        target: String,
+        /// The supervisor's pid, checked against this process's parent.
+        #[arg(long = crate::supervisor::SUPERVISOR_PID_ARG)]
+        supervisor_pid: u32,
+    },
 }
 
 fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
@@ -198,6 +214,10 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             jobs,
             execution_mode,
         } => start::run(&targets, &target, jobs, execution_mode),
+        Command::Child {
+            target,
+            supervisor_pid,
+        } => child::run_child(&targets, &target, supervisor_pid),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -2,8 +2,9 @@
 //! SIGINT/SIGTERM.
 //!
 //! Checks, in order: the configuration (Conductor required; lakeFS for workspace tasks),
-//! `N ≥ 1`, the execution mode, then that the TaskDef is registered in Conductor. Thread mode
-//! then runs the thread runtime with N worker threads in this process; the exit code is 0
+//! `N ≥ 1`, then that the TaskDef is registered in Conductor. Process mode then hands over to
+//! the supervisor (see `cli::child`). Thread mode runs the thread runtime with N worker
+//! threads in this process; the exit code is 0
 //! after a clean drain and [`exit_code::ATTEMPTS_ABANDONED`] or
 //! [`exit_code::RUNTIME_FAILURE`] otherwise.
 
@@ -30,11 +31,6 @@ pub(crate) fn run(
             "worker process count must be at least 1".into(),
         ));
     }
-    if config.execution_mode() == ExecutionMode::Process {
-        return Err(CliError::Message(
-            "process mode is not available in this build yet; use --execution-mode thread".into(),
-        ));
-    }
     let client = ConductorClient::new(conductor);
     match client.get_task_def(task.name()) {
         Ok(Some(_)) => {}
@@ -51,6 +47,10 @@ pub(crate) fn run(
                 error_chain(&error)
             )));
         }
+    }
+    // Process mode: the supervisor (src/supervisor, glue in cli/child.rs) takes over here.
+    if config.execution_mode() == ExecutionMode::Process {
+        return super::child::run_supervisor_cli(target, jobs, config);
     }
     let exit = serve(ServeOptions {
         target: target.to_owned(),

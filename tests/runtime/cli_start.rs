@@ -94,9 +94,11 @@ fn start_checks_configuration_jobs_mode_and_taskdef_in_order() {
             "error: worker process count must be at least 1".into(),
         ),
         (
+            // Process mode (the default) checks the TaskDef too, before starting children.
             vec!["start", "examples.echo"],
             server_env(&server),
-            "error: process mode is not available in this build yet; use --execution-mode thread"
+            "error: Conductor TaskDef 'examples.echo' is not registered; \
+             run perago extract and register it before start"
                 .into(),
         ),
         (

@@ -1,0 +1,100 @@
+//! Process mode's two CLI ends: `start` handing over to the supervisor, and the hidden
+//! [`CHILD_SUBCOMMAND`](crate::supervisor::CHILD_SUBCOMMAND) entry each supervised child runs.
+//!
+//! The child entry arms the parent-death signal before anything else, loads the same
+//! configuration the supervisor loaded (same working directory and environment, plus
+//! `PERAGO_WORKER_ID`), and runs the thread runtime with one worker thread. It neither
+//! locks nor sweeps the workspace root: its supervisor does both.
+
+use std::num::NonZeroUsize;
+
+use super::{CliError, CommandResult, exit_code, load_config};
+use crate::conductor::error_chain;
+use crate::config::{ConfigOverrides, RuntimeConfig};
+use crate::registry::Targets;
+use crate::runtime::run_worker_process;
+use crate::supervisor::{SupervisorOptions, die_with_parent, exit_code_for, run_supervisor};
+
+/// `perago start` in process mode, after its checks: supervises `jobs` children.
+pub(crate) fn run_supervisor_cli(
+    target: &str,
+    jobs: usize,
+    config: RuntimeConfig,
+) -> CommandResult {
+    let children = NonZeroUsize::new(jobs)
+        .ok_or_else(|| CliError::Message("worker process count must be at least 1".into()))?;
+    let options = SupervisorOptions {
+        target: target.to_owned(),
+        children,
+        config,
+    };
+    match run_supervisor(options) {
+        Ok(exit) => {
+            let code = exit_code_for(&exit);
+            if code != exit_code::OK {
+                eprintln!(
+                    "error: supervisor stopped uncleanly: {} child process(es) killed, {} exited with a failure",
+                    exit.killed.len(),
+                    exit.unclean_exits.len()
+                );
+            }
+            Ok(code)
+        }
+        Err(error) => {
+            eprintln!("error: {}", error_chain(&error));
+            Ok(error.exit_code())
+        }
+    }
+}
+
+/// The hidden child entry: `<exe> __perago-child --supervisor-pid <pid> <target>`.
+pub(crate) fn run_child(targets: &Targets, target: &str, supervisor_pid: u32) -> CommandResult {
+    die_with_parent(supervisor_pid).map_err(|error| CliError::Message(error_chain(&error)))?;
+    let config = load_config(target, &ConfigOverrides::default())?;
+    if config.worker_id().is_none() {
+        return Err(CliError::Message(
+            "PERAGO_WORKER_ID must be set for a supervised child".into(),
+        ));
+    }
+    // The supervisor already printed the declaration's warnings once.
+    let task = targets.resolve(target)?;
+    Ok(run_worker_process(target, task, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{Cli, Command};
+    use crate::supervisor::ChildLauncher;
+
+    #[test]
+    fn the_launcher_command_line_parses_as_the_hidden_subcommand() {
+        let launcher = ChildLauncher::new("/bin/worker", "examples.echo", 77);
+        let args = std::iter::once("worker".to_owned()).chain(launcher.args());
+        match Cli::try_parse_from(args) {
+            Ok(Cli {
+                command:
+                    Command::Child {
+                        target,
+                        supervisor_pid,
+                    },
+            }) => {
+                assert_eq!(target, "examples.echo");
+                assert_eq!(supervisor_pid, 77);
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_hidden_subcommand_is_not_in_help() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        assert!(
+            !help.contains(crate::supervisor::CHILD_SUBCOMMAND),
+            "{help}"
+        );
+        assert!(help.contains("start"));
+    }
+}

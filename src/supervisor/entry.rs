@@ -1,0 +1,179 @@
+//! The process-level entry of process mode: what `perago start --execution-mode process`
+//! runs once its checks (configuration, `-j`, the TaskDef) have passed.
+//!
+//! In order: resolve the current executable, install the supervisor's JSONL log, take the
+//! workspace lock, sweep the root (TTL 0), watch SIGINT/SIGTERM, start the children, run the
+//! [main loop](super::imp), then a final sweep and the lock's release. The supervisor never
+//! executes tasks and never talks to Conductor.
+//!
+//! The supervisor logs under its own worker id, which is the worker id **prefix** itself
+//! (`<log_root>/<target>/worker_id=<prefix>/…`), next to its children's
+//! `worker_id=<prefix>0001…` directories: it is the one process of the set without a slot,
+//! and the prefix names the set.
+
+use std::io;
+use std::num::NonZeroUsize;
+use std::time::{Duration, SystemTime};
+
+use log::LevelFilter;
+
+use super::backoff::{HEALTHY_RUN, RESTART_DELAYS};
+use super::child::{ChildLauncher, CurrentExeError};
+use super::imp::{LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings};
+use super::signals::SignalThread;
+use crate::cli::exit_code;
+use crate::config::RuntimeConfig;
+use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep};
+
+/// What one supervisor runs.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    /// The CLI target the children serve (they are started with it).
+    pub target: String,
+    /// Number of child processes (`-j`).
+    pub children: NonZeroUsize,
+    /// The loaded configuration (the children load the same one from the same sources).
+    pub config: RuntimeConfig,
+}
+
+/// Why the supervisor could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The executable to re-run as children is unknown.
+    #[error(transparent)]
+    CurrentExe(#[from] CurrentExeError),
+    /// The supervisor's log file could not be set up.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    /// The workspace root is locked by another live supervisor, or the lock failed.
+    #[error(transparent)]
+    Lock(#[from] WorkspaceError),
+    /// The SIGINT/SIGTERM handlers could not be installed.
+    #[error("failed to install the supervisor's signal handlers")]
+    Signals {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A child could not be started; those already started were stopped again.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+impl SupervisorError {
+    /// The process exit code for this error: [`exit_code::CHILD_START_FAILED`] when children
+    /// could not be started (the executable or a spawn), [`exit_code::ERROR`] otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SupervisorError::CurrentExe(_) | SupervisorError::Spawn(_) => {
+                exit_code::CHILD_START_FAILED
+            }
+            _ => exit_code::ERROR,
+        }
+    }
+}
+
+/// The process exit code for how a supervisor run ended: 0 when every child drained cleanly,
+/// [`exit_code::CHILDREN_UNCLEAN`] when children had to be killed or exited with a failure.
+pub fn exit_code_for(exit: &SupervisorExit) -> u8 {
+    if exit.is_clean() {
+        exit_code::OK
+    } else {
+        exit_code::CHILDREN_UNCLEAN
+    }
+}
+
+/// Runs process mode until SIGINT/SIGTERM and every child has exited. See the
+/// [module docs](self); call it on the thread that should own the children (the main
+/// thread, in the CLI).
+pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, SupervisorError> {
+    let SupervisorOptions {
+        target,
+        children,
+        config,
+    } = options;
+    let launcher = ChildLauncher::for_current_exe(&target)?;
+    let prefix = config.worker_id_prefix().to_owned();
+    let logging = init_logging(&LogSettings {
+        log_root: config.log_root().to_path_buf(),
+        max_size: config.log_file_max_size(),
+        retention: config.log_retention(),
+        target: target.clone(),
+        worker_id: prefix.clone(),
+        role: LogRole::Supervisor,
+        level: LevelFilter::Info,
+    })?;
+    let root = config.workspace_root().to_path_buf();
+    let lock = acquire_supervisor_lock(&root)?;
+    sweep_all(&root, "startup");
+
+    let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
+    let signals =
+        SignalThread::start(requests_tx).map_err(|source| SupervisorError::Signals { source })?;
+
+    log::info!(
+        children = children.get(),
+        log_file:% = logging.log_file().display(),
+        workspace_root:% = root.display(),
+        exe:% = launcher.exe().display();
+        "{}",
+        LogRole::Supervisor.startup_message()
+    );
+    let settings = SupervisorSettings {
+        workspace_root: root.clone(),
+        worker_id_prefix: prefix,
+        children: children.get(),
+        gc_ttl: config.workspace_gc_ttl(),
+        gc_interval: config.workspace_gc_interval(),
+        force_kill_after: config.shutdown_force_kill_after(),
+        logs: Some(LogPruning {
+            log_root: config.log_root().to_path_buf(),
+            target,
+            retention: config.log_retention(),
+        }),
+        restart_delays: RESTART_DELAYS,
+        healthy_run: HEALTHY_RUN,
+    };
+    let mut supervisor = Supervisor::new(settings, Box::new(move |id| launcher.command(id)));
+    if let Err(error) = supervisor.start_all() {
+        signals.stop();
+        sweep_all(&root, "shutdown");
+        drop(lock);
+        logging.flush();
+        return Err(error.into());
+    }
+    let exit = supervisor.run(requests_rx);
+    signals.stop();
+    // Every child is gone: nothing under the root is live any more.
+    sweep_all(&root, "shutdown");
+    drop(lock);
+    log::info!(
+        clean = exit.is_clean(),
+        killed = exit.killed.len(),
+        unclean_exits = exit.unclean_exits.len(),
+        restarts = exit.restarts;
+        "process supervisor stopped"
+    );
+    logging.flush();
+    Ok(exit)
+}
+
+/// A TTL-0 sweep with no live owner: only valid while the supervisor has no child running.
+fn sweep_all(root: &std::path::Path, kind: &str) {
+    let report = sweep(root, Duration::ZERO, SystemTime::now(), &|_| false);
+    for error in &report.errors {
+        log::warn!(
+            sweep = kind,
+            error = crate::conductor::error_chain(error).as_str();
+            "workspace gc could not remove an attempt workspace"
+        );
+    }
+    if !report.removed.is_empty() {
+        log::info!(
+            sweep = kind,
+            removed = report.removed.len();
+            "workspace gc removed attempt workspaces"
+        );
+    }
+}
