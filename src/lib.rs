@@ -21,6 +21,7 @@ pub mod registry;
 pub mod result;
 pub mod runtime;
 pub mod schema;
+pub mod signal;
 pub mod supervisor;
 pub mod task;
 pub mod taskdef;

@@ -20,7 +20,7 @@ use super::handle::{Running, RuntimeHandle, Threads};
 use super::lease::LeaseKeeper;
 use super::poller::Poller;
 use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
-use super::signals::SignalWatcher;
+use super::signals;
 use super::worker::{Shared, Worker};
 use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
 use crate::config::RuntimeConfig;
@@ -324,8 +324,8 @@ impl RuntimeBuilder {
         };
         startup.threads.poller = Some(spawn("poller", move || poller.run())?);
         if self.signals {
-            let watcher = SignalWatcher::start(&shutdown)
-                .map_err(|source| RuntimeError::Signals { source })?;
+            let watcher =
+                signals::watch(&shutdown).map_err(|source| RuntimeError::Signals { source })?;
             startup.threads.signals = Some(watcher);
         }
 

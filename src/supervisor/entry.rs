@@ -20,7 +20,7 @@ use log::LevelFilter;
 use super::backoff::{HEALTHY_RUN, RESTART_DELAYS};
 use super::child::{ChildLauncher, CurrentExeError};
 use super::imp::{LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings};
-use super::signals::SignalThread;
+use super::signals;
 use crate::cli::exit_code;
 use crate::config::RuntimeConfig;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
@@ -110,7 +110,7 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
 
     let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
     let signals =
-        SignalThread::start(requests_tx).map_err(|source| SupervisorError::Signals { source })?;
+        signals::watch(requests_tx).map_err(|source| SupervisorError::Signals { source })?;
 
     log::info!(
         children = children.get(),
