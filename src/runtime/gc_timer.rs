@@ -56,25 +56,10 @@ impl GcTimer {
 
 /// One sweep of `root`, keeping every workspace whose owner token is live; logs what it did.
 pub(crate) fn sweep_workspaces(root: &Path, ttl: Duration, owners: &LiveOwners, kind: &str) {
-    let report = sweep(root, ttl, SystemTime::now(), &|marker| {
+    sweep(root, ttl, SystemTime::now(), &|marker| {
         owners.is_live(&marker.owner_token)
-    });
-    for error in &report.errors {
-        log::warn!(
-            sweep = kind,
-            error = crate::conductor::error_chain(error).as_str();
-            "workspace gc could not remove an attempt workspace"
-        );
-    }
-    if !report.removed.is_empty() {
-        log::info!(
-            sweep = kind,
-            removed = report.removed.len(),
-            kept = report.kept,
-            skipped_unmarked = report.skipped_unmarked;
-            "workspace gc removed expired attempt workspaces"
-        );
-    }
+    })
+    .log(kind);
 }
 
 fn prune_logs(logs: &LogPruning) {

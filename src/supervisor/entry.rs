@@ -161,19 +161,5 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
 
 /// A TTL-0 sweep with no live owner: only valid while the supervisor has no child running.
 fn sweep_all(root: &std::path::Path, kind: &str) {
-    let report = sweep(root, Duration::ZERO, SystemTime::now(), &|_| false);
-    for error in &report.errors {
-        log::warn!(
-            sweep = kind,
-            error = crate::conductor::error_chain(error).as_str();
-            "workspace gc could not remove an attempt workspace"
-        );
-    }
-    if !report.removed.is_empty() {
-        log::info!(
-            sweep = kind,
-            removed = report.removed.len();
-            "workspace gc removed attempt workspaces"
-        );
-    }
+    sweep(root, Duration::ZERO, SystemTime::now(), &|_| false).log(kind);
 }

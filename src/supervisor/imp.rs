@@ -42,7 +42,7 @@ use super::waiter::{ChildExited, spawn_waiter};
 use crate::conductor::error_chain;
 use crate::logging::{sweep_retention, worker_log_dir};
 use crate::runtime::backoff::ExponentialBackoff;
-use crate::workspace::{SweepReport, remove_for_owner, sweep};
+use crate::workspace::{remove_for_owner, sweep};
 
 /// Builds the command of one child from its worker id (the real one re-executes the current
 /// binary, see [`ChildLauncher`](super::ChildLauncher); tests use small shell scripts).
@@ -436,7 +436,7 @@ impl Supervisor {
     /// Targeted GC after a child died: its attempts can no longer be running.
     fn remove_workspaces_of(&self, worker_id: &str, pid: u32) {
         let report = remove_for_owner(&self.settings.workspace_root, worker_id, pid);
-        log_sweep(&report, "child_exit");
+        report.log("child_exit");
         if !report.removed.is_empty() {
             log::info!(
                 child_worker_id = worker_id,
@@ -572,7 +572,7 @@ impl Supervisor {
                     .any(|(id, pid)| marker.owner_worker_id == *id && marker.owner_pid == *pid)
             },
         );
-        log_sweep(&report, "interval");
+        report.log("interval");
         if let Some(logs) = &self.settings.logs {
             let own = worker_log_dir(
                 &logs.log_root,
@@ -626,25 +626,6 @@ fn reap(mut running: RunningChild, killed: bool) -> (std::io::Result<ExitStatus>
             killed,
         },
     )
-}
-
-fn log_sweep(report: &SweepReport, kind: &str) {
-    for error in &report.errors {
-        log::warn!(
-            sweep = kind,
-            error = error_chain(error).as_str();
-            "workspace gc could not remove an attempt workspace"
-        );
-    }
-    if !report.removed.is_empty() {
-        log::info!(
-            sweep = kind,
-            removed = report.removed.len(),
-            kept = report.kept,
-            skipped_unmarked = report.skipped_unmarked;
-            "workspace gc removed attempt workspaces"
-        );
-    }
 }
 
 fn deadline_text(deadline: Option<Duration>) -> String {

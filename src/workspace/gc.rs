@@ -34,6 +34,29 @@ pub struct SweepReport {
     pub errors: Vec<SweepError>,
 }
 
+impl SweepReport {
+    /// Logs what the sweep did: each failure as a warning, removals as one info record.
+    /// `kind` names the sweep (`startup`, `interval`, `child_exit`, …).
+    pub fn log(&self, kind: &str) {
+        for error in &self.errors {
+            log::warn!(
+                sweep = kind,
+                error = crate::conductor::error_chain(error).as_str();
+                "workspace gc could not remove an attempt workspace"
+            );
+        }
+        if !self.removed.is_empty() {
+            log::info!(
+                sweep = kind,
+                removed = self.removed.len(),
+                kept = self.kept,
+                skipped_unmarked = self.skipped_unmarked;
+                "workspace gc removed attempt workspaces"
+            );
+        }
+    }
+}
+
 /// A failure during a sweep.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
