@@ -2,7 +2,7 @@
 //!
 //! - [`engine`]: definitions, workflows, task attempts, queues, retries and timeouts.
 //! - [`routes`]: the REST surface and its status codes.
-//! - [`wiring`]: `${...}` input resolution.
+//! - `wiring`: `${...}` input resolution.
 
 pub mod engine;
 pub mod routes;
