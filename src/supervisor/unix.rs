@@ -173,6 +173,8 @@ mod tests {
             .args(["-c", script])
             .process_group(0)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
         {
             Ok(child) => child,
@@ -249,6 +251,8 @@ mod tests {
             Ok(status) => assert_eq!(status.signal(), Some(15)),
             Err(e) => panic!("wait: {e}"),
         }
+        // The shell may have forked `sleep`; the group outlives the child, so end it here.
+        let _ = signal_child(child.id(), ChildSignal::Kill);
     }
 
     #[test]
