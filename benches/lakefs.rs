@@ -7,11 +7,7 @@
 //!    stage that re-uploads every file (what the reference implementation does).
 //!
 //! Run: `cargo bench --bench lakefs` (optionally `PERAGO_BENCH_DIR=/dev/shm` to keep the
-//! disk out of the download figures, `PERAGO_BENCH_KEEP_ALIVE=1` to reuse connections).
-//!
-//! By default every request opens its own connection: the dev server's listener (tiny_http
-//! 0.12) parks each connection on a pool thread and can leave one of a burst of new
-//! connections unserved while kept-alive connections hold the other threads.
+//! disk out of the download figures).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,18 +32,12 @@ const RUNS: usize = 3;
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BenchResult<()> {
-    let keep_alive = std::env::var_os("PERAGO_BENCH_KEEP_ALIVE").is_some();
     let server = DevServer::start(DevServerOptions::default())?;
     let client = LakefsClient::new(
         &server.lakefs_endpoint(),
         server.access_key_id(),
         &Secret::new(server.secret_access_key().to_owned()),
-        ClientOptions {
-            // See the module docs: the dev server's listener strands connections under
-            // keep-alive bursts, so the default run opens one connection per request.
-            max_idle_connections_per_host: if keep_alive { 32 } else { 0 },
-            ..ClientOptions::default()
-        },
+        ClientOptions::default(),
     )?;
     let total = || -> u64 {
         server
@@ -81,6 +71,7 @@ fn main() -> BenchResult<()> {
         error_status: None,
         error_rate: 0.0,
         latency_ms: LATENCY.as_millis() as u64,
+        ..FaultRule::default()
     })?;
     let mut download_rows = Vec::new();
     for (label, threads) in [

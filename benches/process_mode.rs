@@ -8,10 +8,6 @@
 //!    worker threads (`-j 8 --execution-mode thread`).
 //!
 //! Run: `cargo bench --bench process_mode` (`PERAGO_BENCH_WORKFLOWS=N` to change the batch).
-//!
-//! The dev server runs with 64 handler threads: its listener (tiny_http 0.12) serves one
-//! connection per thread, and 8 children keep at least 16 connections alive (poller and
-//! worker each), more than the default 16 threads can serve without stalls.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -218,10 +214,7 @@ fn main() -> BenchResult<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_WORKFLOWS);
-    let server = DevServer::start(DevServerOptions {
-        threads: 64,
-        ..DevServerOptions::default()
-    })?;
+    let server = DevServer::start(DevServerOptions::default())?;
     let conductor = server.conductor().engine();
     engine(conductor.register_task_defs(vec![json!({
         "name": "examples.echo", "ownerEmail": "bench@example.com", "retryCount": 0,

@@ -82,12 +82,8 @@ fn input() -> Value {
     json!({"params": {"message": "hello"}})
 }
 
-fn dev_server(threads: usize) -> DevServer {
-    let server = DevServer::start(DevServerOptions {
-        threads,
-        ..DevServerOptions::default()
-    })
-    .expect("dev server");
+fn dev_server() -> DevServer {
+    let server = DevServer::start(DevServerOptions::default()).expect("dev server");
     let client = ConductorClient::for_url(&server.conductor_url());
     client
         .register_task_defs(&[json!({"name": TASK, "ownerEmail": "b@example.com",
@@ -338,7 +334,7 @@ fn steady_rate(n: u64, completed: impl Fn() -> u64) -> f64 {
 }
 
 fn runtime_rate(threads: usize, n: usize) -> f64 {
-    let server = dev_server(threads + 16);
+    let server = dev_server();
     let dir = tempfile::tempdir().expect("tempdir");
     start_batch(&server, n);
     let url = server.conductor_url();
@@ -358,7 +354,7 @@ fn runtime_rate(threads: usize, n: usize) -> f64 {
 }
 
 fn raw_rate(threads: usize, n: usize) -> f64 {
-    let server = dev_server(threads + 16);
+    let server = dev_server();
     start_batch(&server, n);
     let client = Arc::new(ConductorClient::with_options(
         &ConductorConfig::new(server.conductor_url(), None),
@@ -496,7 +492,7 @@ fn startup() {
         let mut to_first_poll = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..5 {
-            let server = dev_server(jobs + 16);
+            let server = dev_server();
             // One queued task, so the first poll is answered (and counted) at once rather
             // than after its 100 ms long-poll wait.
             start_batch(&server, 1);

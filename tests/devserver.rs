@@ -312,6 +312,7 @@ fn injected_faults_and_counters() {
             error_status: Some(503),
             error_rate: 1.0,
             latency_ms: 0,
+            ..FaultRule::default()
         })
         .unwrap();
     assert_eq!(client.get("/tasks/poll/batch/x").0, 503);
@@ -403,4 +404,165 @@ fn state_survives_a_restart_with_a_data_dir() {
     server.stop().unwrap();
     let server = DevServer::start(options).unwrap();
     assert_eq!(Client::new(&server).get("/metadata/taskdefs/t_echo").0, 200);
+}
+
+#[test]
+fn dropped_connections_lose_the_request_or_only_its_answer() {
+    let server = DevServer::start(DevServerOptions::default()).unwrap();
+    let client = Client::new(&server);
+    client.setup(0, 60);
+    let workflow_id = client.start();
+    let task = client.poll(1, 0).remove(0);
+    let admin = format!("http://{}/_dev/faults", server.addr());
+    let set_rule = |rule: Value| {
+        let status = client
+            .agent
+            .post(&admin)
+            .send_json(rule)
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 204);
+    };
+    let task_status = || {
+        let (_, body) = client.get(&format!("/tasks/{}", task["taskId"].as_str().unwrap()));
+        serde_json::from_str::<Value>(&body).unwrap()["status"].clone()
+    };
+
+    // Dropped before handling: the client sees a broken connection, the update never happened.
+    set_rule(json!({"method": "POST", "path": "/api/tasks", "drop_rate": 1.0}));
+    let sent = client
+        .agent
+        .post(&format!("{}/tasks", client.base))
+        .send_json(
+            json!({"taskId": task["taskId"], "workflowInstanceId": workflow_id,
+            "status": "COMPLETED", "outputData": {"y": 1}}),
+        );
+    assert!(sent.is_err(), "no answer: {sent:?}");
+    assert_eq!(task_status(), "IN_PROGRESS");
+
+    // Dropped after handling: the client sees the same failure, but the update took effect.
+    server.faults().clear();
+    set_rule(
+        json!({"method": "POST", "path": "/api/tasks", "drop_rate": 1.0, "drop_after_handling": true}),
+    );
+    let sent = client
+        .agent
+        .post(&format!("{}/tasks", client.base))
+        .send_json(
+            json!({"taskId": task["taskId"], "workflowInstanceId": workflow_id,
+            "status": "COMPLETED", "outputData": {"y": 1}}),
+        );
+    assert!(sent.is_err(), "no answer: {sent:?}");
+    assert_eq!(task_status(), "COMPLETED");
+    assert_eq!(
+        server.stats().count("conductor", "POST /tasks"),
+        1,
+        "only the request dropped after handling reached the service"
+    );
+    // The server goes on answering on fresh connections.
+    server.faults().clear();
+    assert_eq!(client.get("/metadata/taskdefs").0, 200);
+}
+
+#[test]
+fn a_burst_of_new_connections_is_served_while_kept_alive_ones_stay_open() {
+    const CLIENTS: usize = 48;
+    let server = DevServer::start(DevServerOptions::default()).unwrap();
+    let url = format!("{}/metadata/taskdefs", server.conductor_url());
+    // Each agent keeps its connection alive once it has read a whole response.
+    let get = |agent: &ureq::Agent| {
+        agent.get(&url).call().map_or(0, |mut response| {
+            let _ = response.body_mut().read_to_string();
+            response.status().as_u16()
+        })
+    };
+    let agents: Vec<ureq::Agent> = (0..CLIENTS).map(|_| agent()).collect();
+    for agent in &agents[..CLIENTS / 2] {
+        assert_eq!(get(agent), 200);
+    }
+    wait_until("kept-alive connections", || {
+        server.open_connections() >= CLIENTS / 2
+    });
+    // Half reuse their idle connections, half open new ones, all at once.
+    let barrier = std::sync::Barrier::new(CLIENTS);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let threads: Vec<_> = agents
+            .iter()
+            .map(|agent| {
+                let (barrier, get) = (&barrier, &get);
+                scope.spawn(move || {
+                    barrier.wait();
+                    get(agent)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![200; CLIENTS]);
+    assert_eq!(
+        server.open_connections(),
+        CLIENTS,
+        "every client kept its connection"
+    );
+    drop(agents);
+    wait_until("closed connections to be released", || {
+        server.open_connections() == 0
+    });
+}
+
+#[test]
+fn stalled_half_closed_and_oversized_requests_never_wedge_the_server() {
+    use std::io::{Read, Write};
+    let server = DevServer::start(DevServerOptions {
+        idle_timeout: Duration::from_millis(500),
+        max_body_bytes: 1024,
+        ..DevServerOptions::default()
+    })
+    .unwrap();
+    let client = Client::new(&server);
+    let raw = || {
+        let stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    // A client that stops in the middle of its request head.
+    let mut stalled = raw();
+    stalled
+        .write_all(b"GET /api/metadata/taskdefs HTTP/1.1\r\nHost: x\r\nAcc")
+        .unwrap();
+    // A client that promises a body and never sends it.
+    let mut short_body = raw();
+    short_body
+        .write_all(b"POST /api/metadata/taskdefs HTTP/1.1\r\nContent-Length: 100\r\n\r\n[")
+        .unwrap();
+    // Meanwhile everybody else is served.
+    assert_eq!(client.get("/metadata/taskdefs").0, 200);
+    // The stalled head is answered 408 after the idle timeout; the short body is dropped.
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    let mut rest = Vec::new();
+    assert_eq!(short_body.read_to_end(&mut rest).unwrap_or(0), 0);
+    // A half-closed client still gets its answer.
+    let mut half = raw();
+    half.write_all(b"GET /api/metadata/taskdefs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    half.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    half.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    // An oversized body gets 413 with a JSON error.
+    let mut response = client
+        .agent
+        .post(&format!("{}/metadata/taskdefs", client.base))
+        .header("Content-Type", "application/json")
+        .send(vec![b' '; 2048])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["message"], "request body too large");
+    assert_eq!(client.get("/metadata/taskdefs").0, 200);
 }

@@ -488,6 +488,7 @@ fn a_killed_child_is_restarted_with_its_worker_id_its_workspace_removed_and_its_
             error_status: None,
             error_rate: 0.0,
             latency_ms: 5000,
+            ..FaultRule::default()
         })
         .expect("fault rule");
 

@@ -1,5 +1,5 @@
-//! Fault injection per route: error statuses at a rate and added latency, deterministic
-//! from a seed, switchable at run time.
+//! Fault injection per route: error statuses at a rate, added latency and dropped
+//! connections, deterministic from a seed, switchable at run time.
 
 use std::time::Duration;
 
@@ -8,6 +8,10 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 /// One fault rule, as set by library call or `POST /_dev/faults`.
+///
+/// A rule matches by method and path glob; every matching request gets the rule's latency,
+/// and the first matching rule whose dice roll fires decides its error status or dropped
+/// connection. Build one with struct update syntax over `FaultRule::default()`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FaultRule {
     /// HTTP method to match, or `*`.
@@ -23,6 +27,38 @@ pub struct FaultRule {
     /// Latency added to every matching request, milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Fraction of matching requests whose connection is closed without an answer
+    /// (0.0..=1.0); rolled before `error_rate`.
+    #[serde(default)]
+    pub drop_rate: f64,
+    /// Drop after the request was handled (its effect happened, the answer is lost) instead
+    /// of before (the request is lost).
+    #[serde(default)]
+    pub drop_after_handling: bool,
+}
+
+impl Default for FaultRule {
+    /// Every method, every path, no fault.
+    fn default() -> Self {
+        FaultRule {
+            method: "*".into(),
+            path: "**".into(),
+            error_status: None,
+            error_rate: 0.0,
+            latency_ms: 0,
+            drop_rate: 0.0,
+            drop_after_handling: false,
+        }
+    }
+}
+
+/// When an injected connection drop happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropPoint {
+    /// The request is never handled.
+    BeforeHandling,
+    /// The request is handled, then the connection closes without the answer.
+    AfterHandling,
 }
 
 struct Compiled {
@@ -35,6 +71,7 @@ struct Compiled {
 pub(crate) struct Decision {
     pub latency: Duration,
     pub error_status: Option<u16>,
+    pub drop: Option<DropPoint>,
 }
 
 /// The active fault rules.
@@ -80,8 +117,16 @@ impl Faults {
                 && compiled.matcher.is_match(path)
             {
                 decision.latency += Duration::from_millis(rule.latency_ms);
-                if decision.error_status.is_none()
-                    && let Some(status) = rule.error_status
+                if decision.error_status.is_some() || decision.drop.is_some() {
+                    continue;
+                }
+                if rule.drop_rate > 0.0 && self.rng.lock().f64() < rule.drop_rate {
+                    decision.drop = Some(if rule.drop_after_handling {
+                        DropPoint::AfterHandling
+                    } else {
+                        DropPoint::BeforeHandling
+                    });
+                } else if let Some(status) = rule.error_status
                     && self.rng.lock().f64() < rule.error_rate
                 {
                     decision.error_status = Some(status);

@@ -1,7 +1,8 @@
 //! The embedded dev server: one loopback HTTP server that speaks the subset of the Conductor
 //! and lakeFS REST APIs that perago and the official SDK clients use.
 //!
-//! - [`server`]: the HTTP loop, routing by mount, start/stop ([`DevServer`]).
+//! - [`server`]: routing by mount, fault injection, start/stop ([`DevServer`]).
+//! - `transport`: the HTTP/1.1 listener, one thread per connection, framing and limits.
 //! - [`conductor`]: the Conductor engine and routes (`/api`).
 //! - [`lakefs`]: the lakeFS service (`/api/v1`).
 //! - [`faults`], [`stats`]: fault injection and request counters for tests (`/_dev`).
@@ -13,5 +14,6 @@ pub mod http;
 pub mod lakefs;
 pub mod server;
 pub mod stats;
+mod transport;
 
 pub use server::{DevServer, DevServerError, DevServerOptions};

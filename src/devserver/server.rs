@@ -1,24 +1,24 @@
-//! The dev server's HTTP loop: one tiny_http listener on loopback, a small pool of named
-//! handler threads, routing by mount (`/api/v1` → lakeFS, `/api` → Conductor, `/_dev` →
-//! admin), fault injection before the services see a request, and request counters.
+//! The dev server: routing by mount (`/api/v1` → lakeFS, `/api` → Conductor, `/_dev` →
+//! admin), fault injection before the services see a request, request counters, the
+//! response-timeout sweeper, persistence, and start/stop. The HTTP/1.1 connection handling
+//! lives in the transport module.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::conductor::{ConductorOptions, ConductorService, EmptyPoll, Engine, UpdateV2};
-use super::faults::{FaultRule, Faults};
+use super::faults::{DropPoint, FaultRule, Faults};
 use super::http::{Request, Response, Routed, Service};
 use super::lakefs::{LakefsCredentials, LakefsService, LakefsServiceError};
 use super::stats::Stats;
+use super::transport::{HttpServer, Incoming, Limits, Reply};
 
-/// Largest request body accepted (larger → 413).
+/// Largest request body accepted by default (larger → 413).
 pub const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// The lakeFS access key id the dev server accepts by default.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLQUICKSTART";
@@ -40,8 +40,14 @@ pub struct DevServerOptions {
     pub conductor: ConductorOptions,
     /// Seed of the fault-injection random numbers.
     pub fault_seed: u64,
-    /// Number of handler threads.
-    pub threads: usize,
+    /// Most simultaneously open connections (each has its own thread); more are answered
+    /// 503 and closed.
+    pub max_connections: usize,
+    /// An idle keep-alive connection, or a client stalled inside a request, is closed after
+    /// this long.
+    pub idle_timeout: Duration,
+    /// Largest request body; larger → 413 and the connection is closed.
+    pub max_body_bytes: u64,
 }
 
 impl Default for DevServerOptions {
@@ -53,7 +59,9 @@ impl Default for DevServerOptions {
             secret_access_key: DEFAULT_SECRET_ACCESS_KEY.into(),
             conductor: ConductorOptions::default(),
             fault_seed: 7,
-            threads: 16,
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(30),
+            max_body_bytes: MAX_BODY_BYTES,
         }
     }
 }
@@ -95,13 +103,14 @@ struct Shared {
 /// A running dev server. Dropping it stops it and frees the port.
 ///
 /// # Threads
-/// `devserver-http-N` handler threads and one `devserver-sweeper`; all are joined on stop.
+/// `devserver-accept`, one `devserver-conn-N` per open connection, and `devserver-sweeper`;
+/// all are ended and joined on stop.
 pub struct DevServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    http: Option<HttpServer>,
     shared: Arc<Shared>,
-    stopping: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    stop_sweeper: Option<crossbeam_channel::Sender<()>>,
+    sweeper: Option<JoinHandle<()>>,
     data_dir: Option<PathBuf>,
     access_key_id: String,
     secret_access_key: String,
@@ -143,59 +152,51 @@ impl DevServer {
             }
             _ => Engine::default(),
         };
-        let server = tiny_http::Server::http(options.addr).map_err(|e| DevServerError::Bind {
-            addr: options.addr,
-            message: e.to_string(),
-        })?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| DevServerError::Bind {
-                addr: options.addr,
-                message: "not an IP listener".into(),
-            })?;
-        let server = Arc::new(server);
         let shared = Arc::new(Shared {
             conductor: ConductorService::new(Arc::new(engine), options.conductor.clone()),
             lakefs,
             faults: Faults::new(options.fault_seed),
             stats: Stats::default(),
         });
-        let stopping = Arc::new(AtomicBool::new(false));
-        let mut dev = DevServer {
-            addr,
-            server: Arc::clone(&server),
-            shared: Arc::clone(&shared),
-            stopping: Arc::clone(&stopping),
-            threads: Vec::new(),
-            data_dir: options.data_dir.clone(),
-            access_key_id: options.access_key_id.clone(),
-            secret_access_key: options.secret_access_key.clone(),
+        let limits = Limits {
+            max_body_bytes: options.max_body_bytes,
+            max_connections: options.max_connections.max(1),
+            read_timeout: options.idle_timeout,
+            ..Limits::default()
         };
-        for index in 0..options.threads.max(1) {
-            let server = Arc::clone(&server);
+        let handler = {
             let shared = Arc::clone(&shared);
-            let stopping = Arc::clone(&stopping);
-            let handle = std::thread::Builder::new()
-                .name(format!("devserver-http-{index}"))
-                .spawn(move || serve(&server, &shared, &stopping))
-                .map_err(DevServerError::Spawn)?;
-            dev.threads.push(handle);
-        }
+            Arc::new(move |incoming: Incoming| handle(incoming, &shared))
+        };
+        let http = HttpServer::start(options.addr, "devserver", limits, handler).map_err(|e| {
+            DevServerError::Bind {
+                addr: options.addr,
+                message: e.to_string(),
+            }
+        })?;
+        let (stop_sweeper, stopped) = crossbeam_channel::bounded::<()>(0);
         let sweeper_shared = Arc::clone(&shared);
-        let sweeper_stop = Arc::clone(&stopping);
         let sweeper = std::thread::Builder::new()
             .name("devserver-sweeper".into())
             .spawn(move || {
-                let tick = crossbeam_channel::tick(Duration::from_millis(100));
-                while !sweeper_stop.load(Ordering::Acquire) {
-                    let _ = tick.recv();
+                // Ticks until the sender is dropped on stop.
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(100))
+                {
                     sweeper_shared.conductor.engine().sweep();
                 }
             })
             .map_err(DevServerError::Spawn)?;
-        dev.threads.push(sweeper);
-        Ok(dev)
+        Ok(DevServer {
+            addr: http.addr(),
+            http: Some(http),
+            shared,
+            stop_sweeper: Some(stop_sweeper),
+            sweeper: Some(sweeper),
+            data_dir: options.data_dir.clone(),
+            access_key_id: options.access_key_id.clone(),
+            secret_access_key: options.secret_access_key.clone(),
+        })
     }
 
     /// The bound address.
@@ -284,34 +285,32 @@ impl DevServer {
         self.save()
     }
 
-    fn shutdown(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
+    /// Number of open client connections (for tests of connection handling).
+    pub fn open_connections(&self) -> usize {
+        self.http.as_ref().map_or(0, HttpServer::open_connections)
+    }
+
+    /// Ends long polls, closes the listener and every connection, stops the sweeper.
+    /// Returns false when it had already run.
+    fn shutdown(&mut self) -> bool {
+        let Some(mut http) = self.http.take() else {
+            return false;
+        };
+        self.shared.conductor.engine().close();
+        http.stop();
+        drop(self.stop_sweeper.take());
+        if let Some(sweeper) = self.sweeper.take() {
+            let _ = sweeper.join();
         }
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
-        }
+        true
     }
 }
 
 impl Drop for DevServer {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
-            self.shutdown();
+        if self.shutdown() {
             let _ = self.save();
         }
-    }
-}
-
-fn serve(server: &tiny_http::Server, shared: &Shared, stopping: &AtomicBool) {
-    while !stopping.load(Ordering::Acquire) {
-        let request = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(_) => break,
-        };
-        handle(request, shared);
     }
 }
 
@@ -319,46 +318,34 @@ fn error_body(status: u16, message: &str) -> Response {
     Response::json(status, &json!({"message": message}))
 }
 
-fn handle(mut raw: tiny_http::Request, shared: &Shared) {
-    let method = raw.method().as_str().to_ascii_uppercase();
-    let url = raw.url().to_owned();
-    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let headers: Vec<(String, String)> = raw
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_owned(),
-                h.value.as_str().to_owned(),
-            )
-        })
-        .collect();
-    let mut body = Vec::new();
-    let read = raw
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body);
-    let response = if read.is_err() {
-        error_body(400, "failed to read request body")
-    } else if body.len() as u64 > MAX_BODY_BYTES {
-        error_body(413, "request body too large")
-    } else {
-        let decision = shared.faults.decide(&method, path);
-        if !decision.latency.is_zero() {
-            std::thread::sleep(decision.latency);
-        }
-        match decision.error_status {
-            Some(status) => error_body(status, "injected fault"),
-            None => route(shared, &method, path, query, headers, body),
-        }
-    };
-    let mut reply = tiny_http::Response::from_data(response.body).with_status_code(response.status);
-    for (name, value) in response.headers {
-        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            reply.add_header(header);
-        }
+fn handle(incoming: Incoming, shared: &Shared) -> Reply {
+    let method = incoming.method.to_ascii_uppercase();
+    let (path, query) = incoming
+        .target
+        .split_once('?')
+        .unwrap_or((incoming.target.as_str(), ""));
+    let decision = shared.faults.decide(&method, path);
+    if !decision.latency.is_zero() {
+        std::thread::sleep(decision.latency);
     }
-    let _ = raw.respond(reply);
+    if decision.drop == Some(DropPoint::BeforeHandling) {
+        return Reply::Drop;
+    }
+    let response = match decision.error_status {
+        Some(status) => error_body(status, "injected fault"),
+        None => route(
+            shared,
+            &method,
+            path,
+            query,
+            incoming.headers,
+            incoming.body,
+        ),
+    };
+    match decision.drop {
+        Some(DropPoint::AfterHandling) => Reply::Drop,
+        _ => Reply::Respond(response),
+    }
 }
 
 fn decode(text: &str) -> String {

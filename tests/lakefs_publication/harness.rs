@@ -433,21 +433,11 @@ impl Env {
     }
 }
 
-/// Client options with short retry delays, so fault rows run quickly, and without
-/// keep-alive.
-///
-/// Keep-alive is off because of the dev server's listener (tiny_http 0.12): it parks each
-/// accepted connection on a pool thread for the connection's lifetime, and its task pool can
-/// lose a wake-up when several connections arrive at once, leaving one connection unserved
-/// until another closes. With kept-alive idle connections that is until the client's
-/// response timeout (60 s), after which the stranded request is still handled — so a retry
-/// would count twice. Closing each connection after its response frees a pool thread at
-/// once, so a stranded connection waits milliseconds instead.
+/// Client options with short retry delays, so fault rows run quickly.
 fn fast_retries() -> ClientOptions {
     ClientOptions {
         retry_base_delay: Duration::from_millis(5),
         retry_max_delay: Duration::from_millis(20),
-        max_idle_connections_per_host: 0,
         ..ClientOptions::default()
     }
 }

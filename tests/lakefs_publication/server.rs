@@ -82,6 +82,7 @@ impl Server {
             error_status,
             error_rate: if error_status.is_some() { 1.0 } else { 0.0 },
             latency_ms: latency.as_millis() as u64,
+            ..FaultRule::default()
         };
         if let Err(error) = self.dev.faults().set(rule) {
             panic!("fault rule for {route}: {error}");

@@ -146,6 +146,73 @@ fn update_v2_hands_the_next_task_straight_back() {
 }
 
 #[test]
+fn dropped_connections_lose_answers_yet_every_task_completes_once() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    // A lost update-v2 answer can strand the task it handed out; the server's response
+    // timeout (2 s) and a retry recover it.
+    register(&server, "rt_dropped", 2, 3);
+    let ids: Vec<String> = (0..100)
+        .map(|i| start(&server, "rt_dropped", json!({"message": format!("m{i}")})))
+        .collect();
+    let faults = server.faults();
+    for rule in [
+        FaultRule {
+            method: "GET".into(),
+            path: "/api/tasks/poll/batch/*".into(),
+            drop_rate: 0.2,
+            ..FaultRule::default()
+        },
+        FaultRule {
+            method: "POST".into(),
+            path: "/api/tasks/update-v2".into(),
+            drop_rate: 0.2,
+            drop_after_handling: true,
+            ..FaultRule::default()
+        },
+    ] {
+        faults.set(rule).unwrap();
+    }
+    let handle = Runtime::builder(
+        config(&server, dir.path(), "rt.dropped", &[]),
+        sleepy("rt_dropped"),
+    )
+    .conductor(api(&server))
+    .threads(4)
+    .poll_error_backoff(ExponentialBackoff::new(
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+    ))
+    .update_retry(fast_retries())
+    .start()
+    .unwrap();
+    wait_for("every workflow to complete", LONG, || {
+        ids.iter()
+            .all(|id| workflow(&server, id)["status"] == "COMPLETED")
+    });
+    let during = handle.counters();
+    handle.shutdown();
+    let exit = handle.join();
+    assert!(
+        exit.is_clean() && !exit.runtime_failure,
+        "no thread died: {exit:?}"
+    );
+    assert!(during.poll_errors > 0, "polls were dropped: {during:?}");
+    assert!(
+        during.update_retries > 0,
+        "dropped updates were retried: {during:?}"
+    );
+    assert_eq!(during.updates_lost, 0);
+    for id in &ids {
+        let completed = tasks(&server, id)
+            .iter()
+            .filter(|task| task["status"] == "COMPLETED")
+            .count();
+        assert_eq!(completed, 1, "workflow {id} completed exactly one task");
+    }
+}
+
+#[test]
 fn injected_errors_and_latency_slow_things_down_but_everything_completes() {
     let server = dev_server();
     let dir = tempfile::tempdir().unwrap();
@@ -161,6 +228,7 @@ fn injected_errors_and_latency_slow_things_down_but_everything_completes() {
             error_status: Some(500),
             error_rate: 0.3,
             latency_ms: 5,
+            ..FaultRule::default()
         },
         FaultRule {
             method: "POST".into(),
@@ -168,6 +236,7 @@ fn injected_errors_and_latency_slow_things_down_but_everything_completes() {
             error_status: Some(503),
             error_rate: 0.2,
             latency_ms: 5,
+            ..FaultRule::default()
         },
     ] {
         faults.set(rule).unwrap();
@@ -226,6 +295,7 @@ fn a_refused_update_is_counted_as_lost_not_retried() {
             error_status: Some(400),
             error_rate: 1.0,
             latency_ms: 0,
+            ..FaultRule::default()
         })
         .unwrap();
     let handle = Runtime::builder(

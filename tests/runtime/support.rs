@@ -48,11 +48,7 @@ pub fn config(
     RuntimeConfig::from_env_map(target, &env, &Default::default()).expect("valid config")
 }
 
-/// The client the runtimes under test use: short deadlines so a request that the dev server
-/// leaves unanswered is retried within the test's time budget.
-///
-/// (tiny_http 0.12, under the dev server, can leave a freshly accepted keep-alive connection
-/// unserved while all its pool threads hold other live connections; see the runtime report.)
+/// The client the runtimes under test use (keep-alive, deadlines that fit a test's budget).
 pub fn api(server: &DevServer) -> Arc<dyn ConductorApi> {
     Arc::new(ConductorClient::with_options(
         &ConductorConfig::new(server.conductor_url(), None),
@@ -63,8 +59,8 @@ pub fn api(server: &DevServer) -> Arc<dyn ConductorApi> {
 /// Short deadlines for tests.
 pub fn fast_options() -> ClientOptions {
     ClientOptions {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
         poll_slack: Duration::from_secs(1),
         ..ClientOptions::default()
     }

@@ -181,6 +181,8 @@ fn u64_field(def: Option<&Value>, key: &str, default: u64) -> u64 {
 pub struct Engine {
     state: Mutex<State>,
     enqueued: Condvar,
+    /// Set when the server stops: long polls return at once instead of holding a connection.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -189,7 +191,17 @@ impl Engine {
         Engine {
             state: Mutex::new(state),
             enqueued: Condvar::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Ends every long poll now and makes later polls return without waiting.
+    pub(crate) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        // Taking the lock orders the flag before any waiter's next check.
+        let _state = self.state.lock();
+        self.enqueued.notify_all();
     }
 
     /// The state as JSON (for persistence).
@@ -439,7 +451,10 @@ impl Engine {
         let mut state = self.state.lock();
         loop {
             let taken = Self::take(&mut state, task_type, worker_id, count);
-            if !taken.is_empty() || Instant::now() >= deadline {
+            if !taken.is_empty()
+                || Instant::now() >= deadline
+                || self.closed.load(std::sync::atomic::Ordering::Acquire)
+            {
                 return taken;
             }
             // Wake at the deadline, on an enqueue, or soon for delayed tasks becoming visible.
