@@ -6,11 +6,11 @@
 //! 2. stage of a 10,000-file workspace with 10 changed files: the diff-based stage against a
 //!    stage that re-uploads every file (what the reference implementation does).
 //!
-//! Run: `cargo bench --bench lakefs` (optionally `PERAGO_BENCH_DIR=/dev/shm` to keep the
-//! disk out of the download figures).
+//! Run: `cargo bench --bench lakefs`. Downloads are measured onto the disk (the system temp
+//! dir) and onto a tmpfs (`/dev/shm`, or `PERAGO_BENCH_TMPFS`) in the same run.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use perago::config::Secret;
@@ -73,41 +73,52 @@ fn main() -> BenchResult<()> {
         latency_ms: LATENCY.as_millis() as u64,
         ..FaultRule::default()
     })?;
+    // Side by side in one run: onto the disk (the system temp dir) and onto a tmpfs, which
+    // takes the disk out and leaves transfer, hashing and file creation.
+    let mut destinations = vec![("disk", std::env::temp_dir())];
+    if let Some(tmpfs) = tmpfs_dir() {
+        destinations.push(("tmpfs", tmpfs));
+    }
     let mut download_rows = Vec::new();
-    for (label, threads) in [
-        ("sequential (1 thread)", 1),
-        ("parallel (8 threads)", 8),
-        (
-            "parallel (16 threads, default)",
-            DEFAULT_DOWNLOAD_PARALLELISM,
-        ),
-    ] {
-        let mut times = Vec::new();
-        let mut requests = 0;
-        for _ in 0..RUNS {
-            let dest = scratch_dir()?;
-            let before = total();
-            let started = Instant::now();
-            let snapshot = download_prefix(
-                &client,
-                "bench-download",
-                &download_ref,
-                "",
-                dest.path(),
-                threads,
-                &never,
-            )?;
-            times.push(started.elapsed());
-            requests = total() - before;
-            assert_eq!(snapshot.len(), DOWNLOAD_OBJECTS);
+    for (place, root) in &destinations {
+        for (label, threads) in [
+            ("sequential (1 thread)", 1),
+            ("parallel (8 threads)", 8),
+            (
+                "parallel (16 threads, default)",
+                DEFAULT_DOWNLOAD_PARALLELISM,
+            ),
+        ] {
+            let mut times = Vec::new();
+            let mut requests = 0;
+            for _ in 0..RUNS {
+                let dest = tempfile::tempdir_in(root)?;
+                let before = total();
+                let started = Instant::now();
+                let snapshot = download_prefix(
+                    &client,
+                    "bench-download",
+                    &download_ref,
+                    "",
+                    dest.path(),
+                    threads,
+                    &never,
+                )?;
+                times.push(started.elapsed());
+                requests = total() - before;
+                assert_eq!(snapshot.len(), DOWNLOAD_OBJECTS);
+            }
+            download_rows.push((*place, label, median(&mut times), requests));
         }
-        download_rows.push((label, median(&mut times), requests));
     }
     server.faults().clear();
-    let baseline = download_rows[0].1;
-    for (label, time, requests) in &download_rows {
+    for (place, label, time, requests) in &download_rows {
+        let baseline = download_rows
+            .iter()
+            .find(|row| row.0 == *place)
+            .map_or(*time, |row| row.2);
         row(
-            &format!("download 1,000 x 64 KiB, 2 ms latency: {label}"),
+            &format!("download 1,000 x 64 KiB, 2 ms latency, {place}: {label}"),
             *time,
             *requests,
             baseline,
@@ -124,7 +135,7 @@ fn main() -> BenchResult<()> {
         })
         .collect();
     let stage_ref = seed(&client, "bench-stage", &files)?;
-    let workspace = scratch_dir()?;
+    let workspace = tempfile::tempdir()?;
     let before = download_prefix(
         &client,
         "bench-stage",
@@ -262,11 +273,11 @@ fn seed(client: &LakefsClient, repo: &str, objects: &[(String, Vec<u8>)]) -> Ben
         .id)
 }
 
-/// Where downloads land: `PERAGO_BENCH_DIR` if set (e.g. a tmpfs, to measure the transfer
-/// rather than the disk), else the system temp dir.
-fn scratch_dir() -> BenchResult<tempfile::TempDir> {
-    Ok(match std::env::var_os("PERAGO_BENCH_DIR") {
-        Some(dir) => tempfile::tempdir_in(Path::new(&dir))?,
-        None => tempfile::tempdir()?,
-    })
+/// The tmpfs for the second download table: `PERAGO_BENCH_TMPFS` if set, else `/dev/shm`
+/// when it exists.
+fn tmpfs_dir() -> Option<PathBuf> {
+    match std::env::var_os("PERAGO_BENCH_TMPFS") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from("/dev/shm")).filter(|dir| dir.is_dir()),
+    }
 }
