@@ -139,6 +139,9 @@ pub struct RuntimeConfig {
     log_file_max_size: u64,
     log_retention: Duration,
     worker_id_prefix: String,
+    /// The prefix derived from the target alone (SPEC §2: a worker started by hand is
+    /// `<default prefix from target>-pid-<pid>`, whatever `PERAGO_WORKER_ID_PREFIX` says).
+    target_worker_id_prefix: String,
     execution_mode: ExecutionMode,
     workspace_gc_ttl: Duration,
     workspace_gc_interval: Duration,
@@ -192,13 +195,19 @@ impl RuntimeConfig {
             .map(parse_log_retention)
             .transpose()?
             .unwrap_or(DEFAULT_LOG_RETENTION);
+        let derived = default_worker_id_prefix(target);
         let worker_id_prefix = match get(vars::PERAGO_WORKER_ID_PREFIX) {
             Some(explicit) => validate_worker_id_prefix(explicit.trim())?.to_owned(),
             None => {
-                let derived = default_worker_id_prefix(target);
                 validate_worker_id_prefix(&derived)?;
-                derived
+                derived.clone()
             }
+        };
+        // A target with no letters or digits still needs a by-hand worker id.
+        let target_worker_id_prefix = if derived.is_empty() {
+            worker_id_prefix.clone()
+        } else {
+            derived
         };
         // The environment value is validated even when the CLI overrides it, as in the
         // reference: a broken variable is reported, not hidden by a flag.
@@ -232,6 +241,7 @@ impl RuntimeConfig {
             log_file_max_size,
             log_retention,
             worker_id_prefix,
+            target_worker_id_prefix,
             execution_mode,
             workspace_gc_ttl,
             workspace_gc_interval,
@@ -332,6 +342,19 @@ impl RuntimeConfig {
     /// `PERAGO_WORKER_ID`, trimmed; set by the process supervisor for its children.
     pub fn worker_id(&self) -> Option<&str> {
         self.worker_id.as_deref()
+    }
+
+    /// The worker id of this process: `PERAGO_WORKER_ID` when set (a supervised child's
+    /// `<prefix><slot>`), else `<default prefix from target>-pid-<pid>` (SPEC §2) — the
+    /// default prefix ignores `PERAGO_WORKER_ID_PREFIX`, which names supervised slots.
+    pub fn process_worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-pid-{}",
+                self.target_worker_id_prefix,
+                std::process::id()
+            )
+        })
     }
 }
 
@@ -522,6 +545,7 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             log_root: raw.log_root,
             log_file_max_size: raw.log_file_max_size,
             log_retention,
+            target_worker_id_prefix: raw.worker_id_prefix.clone(),
             worker_id_prefix: raw.worker_id_prefix,
             execution_mode: raw.execution_mode,
             workspace_gc_ttl,

@@ -203,8 +203,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Starts the runtime: lock and sweep the workspace root (when owned), then the `lease`,
-    /// `gc`, `worker-N`, `poller` and (when enabled) `signal` threads.
+    /// Starts the runtime: lock and sweep the workspace root (when owned), then the `signal`
+    /// (when enabled), `lease`, `gc`, `worker-N` and `poller` threads.
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
         if self.threads == 0 {
             return Err(RuntimeError::NoThreads);
@@ -240,6 +240,13 @@ impl RuntimeBuilder {
             shutdown: shutdown.clone(),
             threads: Threads::default(),
         };
+        // Signals first: a SIGTERM that arrives while the threads start must drain them, not
+        // kill the process with the default action.
+        if self.signals {
+            let watcher =
+                signals::watch(&shutdown).map_err(|source| RuntimeError::Signals { source })?;
+            startup.threads.signals = Some(watcher);
+        }
         // Declared after `startup` so that on an early return it is dropped first: the
         // workers then see the job channel disconnect and `Startup::drop` can join them.
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
@@ -323,11 +330,6 @@ impl RuntimeBuilder {
             error_backoff: self.poll_error_backoff,
         };
         startup.threads.poller = Some(spawn("poller", move || poller.run())?);
-        if self.signals {
-            let watcher =
-                signals::watch(&shutdown).map_err(|source| RuntimeError::Signals { source })?;
-            startup.threads.signals = Some(watcher);
-        }
 
         log::info!(
             worker_id = worker_id.as_str(),
@@ -353,12 +355,10 @@ impl RuntimeBuilder {
     }
 }
 
-/// The worker id: `PERAGO_WORKER_ID` when set, else `<worker_id_prefix>0001`.
+/// The worker id: `PERAGO_WORKER_ID` when set, else `<default prefix from target>-pid-<pid>`
+/// (see [`RuntimeConfig::process_worker_id`]).
 pub fn worker_id(config: &RuntimeConfig) -> String {
-    config.worker_id().map_or_else(
-        || format!("{}0001", config.worker_id_prefix()),
-        str::to_owned,
-    )
+    config.process_worker_id()
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, RuntimeError> {
@@ -423,11 +423,13 @@ mod tests {
     }
 
     #[test]
-    fn worker_id_prefers_the_configured_one() {
-        assert_eq!(worker_id(&config(&[])), "appworkersecho0001");
+    fn worker_id_is_the_configured_one_else_target_and_pid() {
+        let by_hand = format!("appworkersecho-pid-{}", std::process::id());
+        assert_eq!(worker_id(&config(&[])), by_hand);
         assert_eq!(
             worker_id(&config(&[("PERAGO_WORKER_ID_PREFIX", "prodA")])),
-            "prodA0001"
+            by_hand,
+            "the prefix names supervised slots, not a worker started by hand"
         );
         assert_eq!(
             worker_id(&config(&[("PERAGO_WORKER_ID", "w-explicit")])),

@@ -135,7 +135,8 @@ fn every_task_runs_once_and_is_reported_with_the_worker_id() {
             .conductor(fake.clone())
             .start()
             .unwrap();
-        assert_eq!(handle.worker_id(), "examplesecho0001");
+        let worker_id = format!("examplesecho-pid-{}", std::process::id());
+        assert_eq!(handle.worker_id(), worker_id);
         wait_for("200 completions", || handle.counters().completed == 200);
         handle.shutdown();
         let exit = handle.join();
@@ -155,7 +156,7 @@ fn every_task_runs_once_and_is_reported_with_the_worker_id() {
             updates
                 .iter()
                 .all(|(u, _)| u.status == UpdateStatus::Completed
-                    && u.worker_id == "examplesecho0001"
+                    && u.worker_id == worker_id
                     && u.output_data == Some(json!({"result": {"message": "hi"}})))
         );
         assert!(

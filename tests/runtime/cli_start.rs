@@ -223,11 +223,13 @@ fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
     let status = wait_exit(&mut child, LONG);
     assert_eq!(status.code(), Some(0), "clean drain");
 
+    // Started by hand, so the worker id is `<prefix from target>-pid-<pid>` (SPEC §2).
+    let pid = child.id();
+    let worker_id = format!("examplesecho-pid-{pid}");
     let worker_dir = dir
         .path()
-        .join("logs/examples.echo/worker_id=examplesecho0001");
+        .join(format!("logs/examples.echo/worker_id={worker_id}"));
     let files = log_files(&worker_dir);
-    let pid = child.id();
     let live = files
         .iter()
         .find(|f| {
@@ -259,7 +261,7 @@ fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
             record["time"].as_str().unwrap().ends_with("+08:00"),
             "{record}"
         );
-        assert_eq!(record["worker_id"], "examplesecho0001");
+        assert_eq!(record["worker_id"], worker_id.as_str());
         assert_eq!(record["target"], "examples.echo");
     }
     let started = records

@@ -60,7 +60,10 @@ fn a_few_thousand_tasks_complete_exactly_once_with_several_threads() {
         assert_eq!(tasks.len(), 1, "one attempt only for {id}");
         assert_eq!(tasks[0]["status"], "COMPLETED");
         assert_eq!(tasks[0]["pollCount"], 1);
-        assert_eq!(tasks[0]["workerId"], "rtecho0001");
+        assert_eq!(
+            tasks[0]["workerId"],
+            format!("rtecho-pid-{}", std::process::id())
+        );
         assert_eq!(
             tasks[0]["outputData"],
             json!({"result": {"message": format!("m{i}")}})
