@@ -136,3 +136,72 @@ impl Faults {
         decision
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rolls(seed: u64, rule: FaultRule) -> Vec<Decision> {
+        let faults = Faults::new(seed);
+        faults.set(rule).unwrap();
+        (0..200)
+            .map(|_| faults.decide("POST", "/api/tasks/update-v2"))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_faults_at_about_the_rate() {
+        let rule = FaultRule {
+            path: "/api/tasks/*".into(),
+            error_status: Some(503),
+            error_rate: 0.25,
+            drop_rate: 0.25,
+            ..FaultRule::default()
+        };
+        let first = rolls(11, rule.clone());
+        assert_eq!(first, rolls(11, rule.clone()));
+        assert_ne!(first, rolls(12, rule));
+        let drops = first.iter().filter(|d| d.drop.is_some()).count();
+        let errors = first.iter().filter(|d| d.error_status.is_some()).count();
+        assert!((20..80).contains(&drops), "{drops} drops of 200");
+        assert!((10..70).contains(&errors), "{errors} errors of 200");
+        assert!(
+            first
+                .iter()
+                .all(|d| d.drop.is_none() || d.error_status.is_none()),
+            "one fault per request"
+        );
+    }
+
+    #[test]
+    fn rules_match_by_method_and_glob_and_latencies_add_up() {
+        let faults = Faults::new(1);
+        for (method, path, latency_ms) in [("get", "/api/**", 3), ("*", "/api/v1/**", 4)] {
+            faults
+                .set(FaultRule {
+                    method: method.into(),
+                    path: path.into(),
+                    latency_ms,
+                    drop_rate: 1.0,
+                    drop_after_handling: true,
+                    ..FaultRule::default()
+                })
+                .unwrap();
+        }
+        let decision = faults.decide("GET", "/api/v1/repositories");
+        assert_eq!(decision.latency, Duration::from_millis(7));
+        assert_eq!(decision.drop, Some(DropPoint::AfterHandling));
+        assert_eq!(faults.decide("POST", "/api/tasks").latency, Duration::ZERO);
+        assert_eq!(faults.decide("POST", "/_dev/stats"), Decision::default());
+        assert!(
+            faults
+                .set(FaultRule {
+                    path: "[".into(),
+                    ..FaultRule::default()
+                })
+                .is_err()
+        );
+        faults.clear();
+        assert_eq!(faults.decide("GET", "/api/x"), Decision::default());
+    }
+}
