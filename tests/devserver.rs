@@ -424,6 +424,15 @@ fn dropped_connections_lose_the_request_or_only_its_answer() {
             .as_u16();
         assert_eq!(status, 204);
     };
+    let complete = || {
+        client
+            .agent
+            .post(&format!("{}/tasks", client.base))
+            .send_json(
+                json!({"taskId": task["taskId"], "workflowInstanceId": workflow_id,
+                "status": "COMPLETED", "outputData": {"y": 1}}),
+            )
+    };
     let task_status = || {
         let (_, body) = client.get(&format!("/tasks/{}", task["taskId"].as_str().unwrap()));
         serde_json::from_str::<Value>(&body).unwrap()["status"].clone()
@@ -431,13 +440,7 @@ fn dropped_connections_lose_the_request_or_only_its_answer() {
 
     // Dropped before handling: the client sees a broken connection, the update never happened.
     set_rule(json!({"method": "POST", "path": "/api/tasks", "drop_rate": 1.0}));
-    let sent = client
-        .agent
-        .post(&format!("{}/tasks", client.base))
-        .send_json(
-            json!({"taskId": task["taskId"], "workflowInstanceId": workflow_id,
-            "status": "COMPLETED", "outputData": {"y": 1}}),
-        );
+    let sent = complete();
     assert!(sent.is_err(), "no answer: {sent:?}");
     assert_eq!(task_status(), "IN_PROGRESS");
 
@@ -446,13 +449,7 @@ fn dropped_connections_lose_the_request_or_only_its_answer() {
     set_rule(
         json!({"method": "POST", "path": "/api/tasks", "drop_rate": 1.0, "drop_after_handling": true}),
     );
-    let sent = client
-        .agent
-        .post(&format!("{}/tasks", client.base))
-        .send_json(
-            json!({"taskId": task["taskId"], "workflowInstanceId": workflow_id,
-            "status": "COMPLETED", "outputData": {"y": 1}}),
-        );
+    let sent = complete();
     assert!(sent.is_err(), "no answer: {sent:?}");
     assert_eq!(task_status(), "COMPLETED");
     assert_eq!(

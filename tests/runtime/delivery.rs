@@ -22,6 +22,25 @@ fn fast_retries() -> RetryPolicy {
     }
 }
 
+/// Four workers with quick poll-error backoff and update retries, for the fault rows.
+fn faulty_runtime(
+    server: &perago::devserver::DevServer,
+    dir: &std::path::Path,
+    target: &str,
+    name: &str,
+) -> perago::runtime::RuntimeHandle {
+    Runtime::builder(config(server, dir, target, &[]), sleepy(name))
+        .conductor(api(server))
+        .threads(4)
+        .poll_error_backoff(ExponentialBackoff::new(
+            Duration::from_millis(5),
+            Duration::from_millis(100),
+        ))
+        .update_retry(fast_retries())
+        .start()
+        .unwrap()
+}
+
 #[test]
 fn a_few_thousand_tasks_complete_exactly_once_with_several_threads() {
     let server = dev_server();
@@ -176,19 +195,7 @@ fn dropped_connections_lose_answers_yet_every_task_completes_once() {
     ] {
         faults.set(rule).unwrap();
     }
-    let handle = Runtime::builder(
-        config(&server, dir.path(), "rt.dropped", &[]),
-        sleepy("rt_dropped"),
-    )
-    .conductor(api(&server))
-    .threads(4)
-    .poll_error_backoff(ExponentialBackoff::new(
-        Duration::from_millis(5),
-        Duration::from_millis(100),
-    ))
-    .update_retry(fast_retries())
-    .start()
-    .unwrap();
+    let handle = faulty_runtime(&server, dir.path(), "rt.dropped", "rt_dropped");
     wait_for("every workflow to complete", LONG, || {
         ids.iter()
             .all(|id| workflow(&server, id)["status"] == "COMPLETED")
@@ -244,19 +251,7 @@ fn injected_errors_and_latency_slow_things_down_but_everything_completes() {
     ] {
         faults.set(rule).unwrap();
     }
-    let handle = Runtime::builder(
-        config(&server, dir.path(), "rt.faulty", &[]),
-        sleepy("rt_faulty"),
-    )
-    .conductor(api(&server))
-    .threads(4)
-    .poll_error_backoff(ExponentialBackoff::new(
-        Duration::from_millis(5),
-        Duration::from_millis(100),
-    ))
-    .update_retry(fast_retries())
-    .start()
-    .unwrap();
+    let handle = faulty_runtime(&server, dir.path(), "rt.faulty", "rt_faulty");
     // Most tasks arrive through update-v2, so poll errors show up in the empty polls that
     // keep going after the work is done.
     wait_for("300 completions and some poll errors", LONG, || {
