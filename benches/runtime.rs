@@ -299,9 +299,6 @@ fn micros(duration: Duration) -> f64 {
 
 fn client_options(threads: usize) -> ClientOptions {
     ClientOptions {
-        // Short deadlines: a request the dev server leaves unserved is retried quickly.
-        request_timeout: Duration::from_secs(2),
-        poll_slack: Duration::from_secs(1),
         max_idle_connections: threads + 8,
         ..ClientOptions::default()
     }
