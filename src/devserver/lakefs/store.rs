@@ -272,7 +272,9 @@ impl Repo {
         self.protection.matches(branch)
     }
 
-    fn check_staging_write(&self, branch: &str, force: bool) -> Result<(), ApiError> {
+    /// Whether `branch` accepts staging writes: 403 for a read-only repository (unless
+    /// `force`) or a protected branch.
+    pub fn check_staging_write(&self, branch: &str, force: bool) -> Result<(), ApiError> {
         self.check_writable(force)?;
         if self.is_protected(branch) {
             return Err(ApiError::forbidden("cannot write to protected branch"));
