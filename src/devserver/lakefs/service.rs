@@ -2640,32 +2640,33 @@ mod tests {
         let m = merged["reference"].as_str().expect("reference").to_string();
         put(&service, "repo1", "main", "staged", "s");
 
-        let table: Vec<(String, Option<&String>)> = vec![
-            ("main".into(), Some(&m)),
-            ("main@".into(), Some(&m)),
-            ("main~1".into(), Some(&c2)),
-            ("main~".into(), Some(&c2)),
-            ("main~2".into(), Some(&c1)),
-            ("main~3".into(), Some(&initial)),
-            ("main~4".into(), None),
-            ("main^1".into(), Some(&c2)),
-            ("main^2".into(), Some(&f1)),
-            ("main^2~1".into(), Some(&c1)),
-            ("main^3".into(), None),
-            (m.clone(), Some(&m)),
-            (m[..8].to_string(), Some(&m)),
-            (c1.clone(), Some(&c1)),
-            ("feature".into(), Some(&f1)),
-            ("nope-ref".into(), None),
+        let table: Vec<(String, Result<&String, u16>)> = vec![
+            ("main".into(), Ok(&m)),
+            ("main@".into(), Ok(&m)),
+            ("main~1".into(), Ok(&c2)),
+            ("main~".into(), Ok(&c2)),
+            ("main~2".into(), Ok(&c1)),
+            ("main~3".into(), Ok(&initial)),
+            ("main~4".into(), Err(404)),
+            ("main^1".into(), Ok(&c2)),
+            ("main^2".into(), Ok(&f1)),
+            ("main^2~1".into(), Ok(&c1)),
+            // A parent the commit does not have is an invalid ref: 500 here, like lakeFS.
+            ("main^3".into(), Err(500)),
+            (m.clone(), Ok(&m)),
+            (m[..8].to_string(), Ok(&m)),
+            (c1.clone(), Ok(&c1)),
+            ("feature".into(), Ok(&f1)),
+            ("nope-ref".into(), Err(404)),
         ];
         for (expr, expected) in &table {
             let reply = call("GET", &format!("/repositories/repo1/commits/{expr}")).send(&service);
             match expected {
-                Some(id) => {
+                Ok(id) => {
                     assert_eq!(reply.status, 200, "{expr}: {}", reply.text());
                     assert_eq!(reply.json()["id"], **id, "{expr}");
                 }
-                None => assert_eq!(reply.status, 404, "{expr}: {}", reply.text()),
+                Err(status) => assert_eq!(reply.status, *status, "{expr}: {}", reply.text()),
             }
             assert_eq!(reply.route, routes::GET_COMMIT);
         }
