@@ -1749,390 +1749,153 @@ fn bad_input_is_refused_and_the_server_keeps_serving() {
     lake.create_repo("repo1");
     lake.put("repo1", "main", "a", "a");
     lake.commit("repo1", "main", "a");
-    let json_type = "application/json";
+    let r = "/repositories/repo1";
     let long_path = "p".repeat(1025);
     let deep = "[".repeat(100_000);
-    // (method, path, content type, body, status)
-    let cases: Vec<(&str, String, &str, Vec<u8>, u16)> = vec![
+    // The server answers, and still serves the next request with nothing changed.
+    let check = |reply: Reply, status: u16| {
+        assert_eq!(reply.status, status, "{}", reply.describe());
+        reply.message();
+        lake.get(&format!("{r}/branches/main")).expect(200);
+    };
+
+    // JSON bodies: malformed, wrong shapes, wrong types, missing required fields.
+    let repos = "/repositories".to_owned();
+    let json_bodies: Vec<(String, &[u8])> = vec![
+        (repos.clone(), b"{not json"),
+        (repos.clone(), b"{\"name\":\"abc\""),
+        (repos.clone(), b"[]"),
+        (repos.clone(), b""),
+        (repos.clone(), b"\xff\xfe"),
+        (repos.clone(), deep.as_bytes()),
         (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            b"{not json".to_vec(),
-            400,
+            repos.clone(),
+            br#"{"name": 5, "storage_namespace": "mem://x"}"#,
         ),
         (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            b"{\"name\":\"abc\"".to_vec(),
-            400,
+            repos.clone(),
+            br#"{"name": "abc", "storage_namespace": "mem://abc", "read_only": "no"}"#,
+        ),
+        (format!("{r}/branches"), br#"{"name": "x"}"#),
+        (
+            format!("{r}/branches"),
+            br#"{"name": ["x"], "source": "main"}"#,
+        ),
+        (format!("{r}/branches/main/commits"), br#""just a string""#),
+        (format!("{r}/refs/main/merge/main"), b"{"),
+        (
+            format!("{r}/branches/main/objects/delete"),
+            br#"{"paths": "a"}"#,
         ),
         (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            b"[]".to_vec(),
-            400,
+            format!("{r}/branches/main/objects/delete"),
+            br#"{"paths": [1, 2]}"#,
         ),
-        ("POST", "/repositories".into(), json_type, b"".to_vec(), 400),
-        (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            b"\xff\xfe".to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            deep.as_bytes().to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            br#"{"name": 5, "storage_namespace": "mem://x"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories".into(),
-            json_type,
-            br#"{"name": "abc", "storage_namespace": "mem://abc", "read_only": "no"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories".into(),
-            "text/plain",
-            br#"{"name": "abc", "storage_namespace": "mem://abc"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches".into(),
-            json_type,
-            br#"{"name": "x"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches".into(),
-            json_type,
-            br#"{"name": ["x"], "source": "main"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main/commits".into(),
-            json_type,
-            br#""just a string""#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/refs/main/merge/main".into(),
-            json_type,
-            b"{".to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main/objects/delete".into(),
-            json_type,
-            br#"{"paths": "a"}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main/objects/delete".into(),
-            json_type,
-            br#"{"paths": [1, 2]}"#.to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main/objects/delete".into(),
-            json_type,
-            br#"{}"#.to_vec(),
-            400,
-        ),
-        (
+        (format!("{r}/branches/main/objects/delete"), b"{}"),
+    ];
+    for (path, body) in &json_bodies {
+        check(lake.post_raw(path, "application/json", body), 400);
+    }
+    // A JSON body needs the JSON content type.
+    let valid = br#"{"name": "abc", "storage_namespace": "mem://abc"}"#;
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        check(lake.post_raw("/repositories", content_type, valid), 400);
+    }
+    check(
+        lake.send("POST", "/repositories", &[], Some(&valid[..])),
+        400,
+    );
+    check(
+        lake.send(
             "PUT",
-            "/repositories/repo1/branches/main".into(),
-            json_type,
-            br#"{"type": "everything"}"#.to_vec(),
-            400,
+            &format!("{r}/branches/main"),
+            &[("Content-Type", "application/json")],
+            Some(br#"{"type": "everything"}"#),
         ),
-        (
-            "PUT",
-            "/repositories/repo1/branches/main/hard_reset".into(),
-            "",
-            vec![],
-            400,
-        ),
+        400,
+    );
+
+    // Requests without a body: (method, path, status).
+    let requests: Vec<(&str, String, u16)> = vec![
+        ("PUT", format!("{r}/branches/main/hard_reset"), 400),
         // Invalid object paths: missing, empty, longer than 1024 bytes.
+        ("GET", format!("{r}/refs/main/objects/stat"), 400),
+        ("GET", format!("{r}/refs/main/objects?path="), 400),
         (
             "GET",
-            "/repositories/repo1/refs/main/objects/stat".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/refs/main/objects?path=".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            format!("/repositories/repo1/refs/main/objects?path={long_path}"),
-            "",
-            vec![],
+            format!("{r}/refs/main/objects?path={long_path}"),
             400,
         ),
         (
             "POST",
-            format!("/repositories/repo1/branches/main/objects?path={long_path}"),
-            "",
-            b"x".to_vec(),
+            format!("{r}/branches/main/objects?path={long_path}"),
             400,
         ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main/objects".into(),
-            "",
-            b"x".to_vec(),
-            400,
-        ),
-        (
-            "DELETE",
-            "/repositories/repo1/branches/main/objects".into(),
-            "",
-            vec![],
-            400,
-        ),
+        ("POST", format!("{r}/branches/main/objects"), 400),
+        ("DELETE", format!("{r}/branches/main/objects"), 400),
         // Bad query values.
+        ("GET", format!("{r}/refs/main/objects/ls?amount=many"), 400),
+        ("GET", "/repositories?amount=1001".into(), 400),
+        ("GET", format!("{r}/branches?amount=-5"), 400),
         (
             "GET",
-            "/repositories/repo1/refs/main/objects/ls?amount=many".into(),
-            "",
-            vec![],
-            400,
-        ),
-        ("GET", "/repositories?amount=1001".into(), "", vec![], 400),
-        (
-            "GET",
-            "/repositories/repo1/branches?amount=-5".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/refs/main/objects/stat?path=a&user_metadata=maybe".into(),
-            "",
-            vec![],
+            format!("{r}/refs/main/objects/stat?path=a&user_metadata=maybe"),
             400,
         ),
         (
             "DELETE",
-            "/repositories/repo1/branches/main/objects?path=a&force=perhaps".into(),
-            "",
-            vec![],
+            format!("{r}/branches/main/objects?path=a&force=perhaps"),
             400,
         ),
-        // Bad refs.
-        (
-            "GET",
-            "/repositories/repo1/refs/main~x/objects/ls".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/refs/main@@/objects/ls".into(),
-            "",
-            vec![],
-            400,
-        ),
+        // Bad refs: malformed (400), a parent that does not exist (400), past the root (404).
+        ("GET", format!("{r}/refs/main~x/objects/ls"), 400),
+        ("GET", format!("{r}/refs/main@@/objects/ls"), 400),
+        ("GET", format!("{r}/refs/main%5E2/objects/ls"), 400),
+        ("GET", format!("{r}/refs/main~5/objects/ls"), 404),
         // Unknown repositories, branches and refs.
-        (
-            "GET",
-            "/repositories/nope-repo/branches".into(),
-            "",
-            vec![],
-            404,
-        ),
+        ("GET", "/repositories/nope-repo/branches".into(), 404),
         (
             "GET",
             "/repositories/nope-repo/refs/main/objects/ls".into(),
-            "",
-            vec![],
             404,
         ),
-        ("DELETE", "/repositories/nope-repo".into(), "", vec![], 404),
-        (
-            "GET",
-            "/repositories/repo1/branches/nope".into(),
-            "",
-            vec![],
-            404,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/refs/nope/objects/ls".into(),
-            "",
-            vec![],
-            404,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/refs/nope/commits".into(),
-            "",
-            vec![],
-            404,
-        ),
-        (
-            "PUT",
-            "/repositories/repo1/branches/nope/hard_reset?ref=main".into(),
-            "",
-            vec![],
-            404,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/nope/objects?path=a".into(),
-            "",
-            b"x".to_vec(),
-            404,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/nope/commits".into(),
-            json_type,
-            br#"{"message": "m"}"#.to_vec(),
-            404,
-        ),
-        // Malformed repository and branch ids are validation errors, not "not found".
-        ("GET", "/repositories/Repo1".into(), "", vec![], 400),
-        (
-            "GET",
-            "/repositories/Repo1/branches".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/Repo1/commits/main".into(),
-            "",
-            vec![],
-            500,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/branches/a.b".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "DELETE",
-            "/repositories/repo1/branches/a.b".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/a.b/objects?path=a".into(),
-            "",
-            b"x".to_vec(),
-            400,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/refs/main/merge/main~1".into(),
-            json_type,
-            b"{}".to_vec(),
-            400,
-        ),
+        ("DELETE", "/repositories/nope-repo".into(), 404),
+        ("GET", format!("{r}/branches/nope"), 404),
+        ("GET", format!("{r}/refs/nope/objects/ls"), 404),
+        ("GET", format!("{r}/refs/nope/commits"), 404),
+        ("PUT", format!("{r}/branches/nope/hard_reset?ref=main"), 404),
+        ("POST", format!("{r}/branches/nope/objects?path=a"), 404),
+        // Body validation comes first: no JSON body is a 400 even for a missing branch.
+        ("POST", format!("{r}/branches/nope/commits"), 400),
+        // Malformed repository and branch ids are validation errors, not "not found"
+        // (get-commit answers every such error with a 500).
+        ("GET", "/repositories/Repo1".into(), 400),
+        ("GET", "/repositories/Repo1/branches".into(), 400),
+        ("GET", "/repositories/Repo1/commits/main".into(), 500),
+        ("GET", format!("{r}/branches/a.b"), 400),
+        ("DELETE", format!("{r}/branches/a.b"), 400),
+        ("POST", format!("{r}/branches/a.b/objects?path=a"), 400),
+        ("POST", format!("{r}/refs/main/merge/main~1"), 400),
         // Path traversal in the URL path never escapes the route table.
-        (
-            "GET",
-            "/repositories/repo1/../repo1/branches/main".into(),
-            "",
-            vec![],
-            404,
-        ),
-        (
-            "GET",
-            "/repositories/%2E%2E/branches/main".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/repo1%2Fbranches%2Fmain".into(),
-            "",
-            vec![],
-            400,
-        ),
-        (
-            "GET",
-            "/repositories/repo1/branches/%2E%2E".into(),
-            "",
-            vec![],
-            400,
-        ),
+        ("GET", format!("{r}/../repo1/branches/main"), 404),
+        ("GET", "/repositories/%2E%2E/branches/main".into(), 400),
+        ("GET", "/repositories/repo1%2Fbranches%2Fmain".into(), 400),
+        ("GET", format!("{r}/branches/%2E%2E"), 400),
         // Unknown routes and methods.
-        ("GET", "/repositories/repo1/nope".into(), "", vec![], 404),
-        (
-            "PATCH",
-            "/repositories/repo1".into(),
-            json_type,
-            b"{}".to_vec(),
-            404,
-        ),
-        (
-            "POST",
-            "/repositories/repo1/branches/main".into(),
-            "",
-            vec![],
-            404,
-        ),
+        ("GET", format!("{r}/nope"), 404),
+        ("PATCH", r.into(), 404),
+        ("POST", format!("{r}/branches/main"), 404),
     ];
-    for (method, path, content_type, body, status) in &cases {
-        let headers: Vec<(&str, &str)> = if content_type.is_empty() {
-            vec![]
-        } else {
-            vec![("Content-Type", content_type)]
-        };
-        let body =
-            (!body.is_empty() || *method == "POST" || *method == "PUT").then_some(body.as_slice());
-        let reply = lake.send(method, path, &headers, body);
-        assert_eq!(reply.status, *status, "{}", reply.describe());
-        reply.message();
-        // The server still serves the next request, and nothing changed.
-        lake.get("/repositories/repo1/branches/main").expect(200);
+    for (method, path, status) in &requests {
+        let body = matches!(*method, "POST" | "PUT" | "PATCH").then_some(&b""[..]);
+        check(lake.send(method, path, &[], body), *status);
     }
-    let repos = lake.walk("/repositories", 100, "id");
-    assert_eq!(repos, ["repo1"]);
+
+    assert_eq!(lake.walk("/repositories", 100, "id"), ["repo1"]);
+    assert_eq!(lake.walk(&format!("{r}/branches"), 100, "id"), ["main"]);
     assert_eq!(
-        lake.walk("/repositories/repo1/refs/main/objects/ls", 100, "path"),
+        lake.walk(&format!("{r}/refs/main/objects/ls"), 100, "path"),
         ["a"]
-    );
-    assert_eq!(
-        lake.walk("/repositories/repo1/branches", 100, "id"),
-        ["main"]
     );
     // A path of exactly 1024 bytes is fine.
     let longest = "q".repeat(1024);
