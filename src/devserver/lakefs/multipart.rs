@@ -45,29 +45,54 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|at| at + from)
 }
 
+/// Finds the next delimiter at or after `from`. Like Go's `mime/multipart` (which lakeFS
+/// uses), a candidate counts only when followed by `--`, a space, tab, CR, LF or the end of
+/// the body: `--BOUNDARYX` inside the data is data.
+fn find_delimiter(haystack: &[u8], delimiter: &[u8], from: usize) -> Option<usize> {
+    let mut from = from;
+    loop {
+        let at = find(haystack, delimiter, from)?;
+        match haystack.get(at + delimiter.len()..).unwrap_or_default() {
+            [] | [b' ' | b'\t' | b'\r' | b'\n', ..] | [b'-', b'-', ..] => return Some(at),
+            _ => from = at + 1,
+        }
+    }
+}
+
 /// Splits a multipart body into parts.
 pub(crate) fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, MultipartError> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
     let next_delimiter = format!("\r\n--{boundary}");
     let next_delimiter = next_delimiter.as_bytes();
-    let mut at = find(body, delimiter, 0).ok_or(MultipartError::Malformed)? + delimiter.len();
+    let mut at =
+        find_delimiter(body, delimiter, 0).ok_or(MultipartError::Malformed)? + delimiter.len();
     let mut parts = Vec::new();
     loop {
         let rest = body.get(at..).ok_or(MultipartError::Malformed)?;
         if rest.starts_with(b"--") {
             return Ok(parts);
         }
-        if !rest.starts_with(b"\r\n") {
+        // Transport padding (spaces, tabs) may follow a delimiter before its CRLF.
+        let padding = rest
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t'))
+            .count();
+        if !rest[padding..].starts_with(b"\r\n") {
             return Err(MultipartError::Malformed);
         }
-        let headers_start = at + 2;
-        let headers_end =
-            find(body, b"\r\n\r\n", headers_start).ok_or(MultipartError::Malformed)?;
+        let headers_start = at + padding + 2;
+        // A part may have no headers at all: its header block is just the blank line.
+        let (headers_end, data_start) = if body[headers_start..].starts_with(b"\r\n") {
+            (headers_start, headers_start + 2)
+        } else {
+            let end = find(body, b"\r\n\r\n", headers_start).ok_or(MultipartError::Malformed)?;
+            (end, end + 4)
+        };
         let headers = std::str::from_utf8(&body[headers_start..headers_end])
             .map_err(|_| MultipartError::Malformed)?;
-        let data_start = headers_end + 4;
-        let data_end = find(body, next_delimiter, data_start).ok_or(MultipartError::Malformed)?;
+        let data_end =
+            find_delimiter(body, next_delimiter, data_start).ok_or(MultipartError::Malformed)?;
         let mut part = Part {
             name: None,
             content_type: None,
@@ -127,5 +152,17 @@ mod tests {
             assert_eq!(parse(bad, "b"), Err(MultipartError::Malformed), "{bad:?}");
         }
         assert_eq!(parse(b"--b--\r\n", "b"), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn boundary_lookalikes_padding_and_headerless_parts() {
+        // `--b` followed by anything but `--` or whitespace is data, as in Go's reader.
+        let body = b"--b \t\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nx\r\n--bb\r\n--b-y\r\n--b\r\n\r\nheaderless\r\n--b--";
+        let parts = parse(body, "b").expect("parse");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].name.as_deref(), Some("content"));
+        assert_eq!(parts[0].data, b"x\r\n--bb\r\n--b-y");
+        assert_eq!(parts[1].name, None);
+        assert_eq!(parts[1].data, b"headerless");
     }
 }

@@ -241,6 +241,46 @@ fn valid_branch_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
 }
 
+/// lakeFS's catalog validates the repository and branch ids of a request before looking
+/// anything up, so a malformed id is a 400 `argument <name>: ... invalid value`, never a 404.
+/// Bulk delete reports this per path instead (see `delete_objects`).
+fn validate_path_params(m: Matched<'_>) -> Result<(), ApiError> {
+    if m.repo.is_empty() || m.route == routes::DELETE_OBJECTS {
+        return Ok(());
+    }
+    if !valid_repository_name(m.repo) {
+        // Get commit answers every error other than "not found" with a 500.
+        let status = if m.route == routes::GET_COMMIT {
+            500
+        } else {
+            400
+        };
+        return Err(ApiError::Message(status, INVALID_REPOSITORY_ID.into()));
+    }
+    let branch = match m.route {
+        routes::GET_BRANCH
+        | routes::DELETE_BRANCH
+        | routes::RESET_BRANCH
+        | routes::HARD_RESET_BRANCH
+        | routes::COMMIT
+        | routes::DIFF_BRANCH
+        | routes::DELETE_OBJECT => Some(("branch", m.first)),
+        routes::UPLOAD_OBJECT => Some(("name", m.first)),
+        routes::MERGE => Some(("destination", m.second)),
+        _ => None,
+    };
+    match branch {
+        Some((argument, name)) if !valid_branch_name(name) => Err(ApiError::bad_request(format!(
+            "argument {argument}: branch id: invalid value: validation error"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// lakeFS's message for a repository id that does not match its pattern.
+const INVALID_REPOSITORY_ID: &str =
+    "argument repository: repository id: invalid value: validation error";
+
 fn invalid_branch_name() -> ApiError {
     ApiError::bad_request(
         "branch id must consist of letters, digits, underscores and dashes, and cannot start with a dash",
@@ -612,6 +652,7 @@ impl LakefsService {
     }
 
     fn dispatch(&self, request: &Request, m: Matched<'_>) -> Result<Response, ApiError> {
+        validate_path_params(m)?;
         match m.route {
             routes::HEALTHCHECK => Ok(Response::empty(204)),
             routes::GET_SETUP => Ok(Response::json(
@@ -955,10 +996,12 @@ impl LakefsService {
             .to_ascii_lowercase()
             .starts_with("multipart/form-data")
         {
+            // lakeFS answers every multipart failure (no boundary, bad framing, no
+            // `content` part) with a 500.
             let boundary = multipart::boundary(request_type)
-                .map_err(|err| ApiError::bad_request(err.to_string()))?;
+                .map_err(|err| ApiError::Message(500, err.to_string()))?;
             let parts = multipart::parse(&request.body, &boundary)
-                .map_err(|err| ApiError::bad_request(err.to_string()))?;
+                .map_err(|err| ApiError::Message(500, err.to_string()))?;
             let part = parts
                 .into_iter()
                 .find(|part| part.name.as_deref() == Some("content"))
@@ -1008,6 +1051,11 @@ impl LakefsService {
         Ok(Response::json(201, &object_stats(path, &stored, true)))
     }
 
+    /// Bulk delete, with lakeFS's batch semantics: ids, paths, protection and read-only
+    /// state are checked for the whole batch first, and a batch-level failure is reported on
+    /// every path (200 regardless). lakeFS treats a missing repository or branch, and an
+    /// empty path anywhere in the batch, as "nothing to delete": 200, no errors, nothing
+    /// deleted.
     fn delete_objects(&self, request: &Request, m: Matched<'_>) -> Result<Response, ApiError> {
         let body: PathList = json_body(request)?;
         if body.paths.len() > MAX_DELETE_PATHS {
@@ -1016,16 +1064,63 @@ impl LakefsService {
             ));
         }
         let force = query_bool(request, "force")?;
+        let fail_all = |status_code: u16, message: String| {
+            let errors = body
+                .paths
+                .iter()
+                .map(|path| ObjectError {
+                    status_code,
+                    message: message.clone(),
+                    path: path.clone(),
+                })
+                .collect();
+            Ok(Response::json(200, &ObjectErrorList { errors }))
+        };
+        let nothing_deleted = || Ok(Response::json(200, &ObjectErrorList { errors: Vec::new() }));
+        if !valid_repository_name(m.repo) {
+            return fail_all(500, INVALID_REPOSITORY_ID.into());
+        }
+        if !valid_branch_name(m.first) {
+            return fail_all(
+                500,
+                "argument branch: branch id: invalid value: validation error".into(),
+            );
+        }
+        let invalid = body
+            .paths
+            .iter()
+            .enumerate()
+            .find(|(_, path)| path.is_empty() || path.len() > MAX_PATH_BYTES);
+        match invalid {
+            Some((_, path)) if path.is_empty() => return nothing_deleted(),
+            Some((index, path)) => {
+                return fail_all(
+                    500,
+                    format!(
+                        "argument path[{index}]: invalid value: validation error: {} is above maximum length ({MAX_PATH_BYTES})",
+                        path.len()
+                    ),
+                );
+            }
+            None => {}
+        }
         let mut store = self.store.lock();
-        store.repo(m.repo)?.branch(m.first)?;
-        let mut errors = Vec::new();
-        for path in body.paths {
-            let result = if path.is_empty() || path.len() > MAX_PATH_BYTES {
-                Err(ApiError::bad_request("invalid path"))
-            } else {
-                store.delete_object(m.repo, m.first, &path, force)
+        let Ok(repo) = store.repo(m.repo) else {
+            return nothing_deleted();
+        };
+        if let Err(err) = repo.check_staging_write(m.first, force) {
+            let (status, message) = match err {
+                ApiError::Message(status, message) => (status, message),
+                ApiError::MergeConflict => (500, "unexpected conflict".into()),
             };
-            if let Err(err) = result {
+            return fail_all(status, message);
+        }
+        if repo.branch(m.first).is_err() {
+            return nothing_deleted();
+        }
+        let mut errors = Vec::new();
+        for path in &body.paths {
+            if let Err(err) = store.delete_object(m.repo, m.first, path, force) {
                 let (status_code, message) = match err {
                     ApiError::Message(status, message) => (status, message),
                     ApiError::MergeConflict => (500, "unexpected conflict".into()),
@@ -1033,7 +1128,7 @@ impl LakefsService {
                 errors.push(ObjectError {
                     status_code,
                     message,
-                    path,
+                    path: path.clone(),
                 });
             }
         }
@@ -1141,11 +1236,14 @@ impl LakefsService {
             None => None,
         };
         let log = repo.log(&start, first_parent, stop_at.as_deref());
+        // lakeFS dereferences `after` like any ref (404 when it names nothing), then skips
+        // the log up to and including that commit.
         let skip = if after.is_empty() {
             0
         } else {
+            let from = repo.resolve_commit(after)?;
             log.iter()
-                .position(|commit| commit.info.id == after)
+                .position(|commit| commit.info.id == from.info.id)
                 .map_or(log.len(), |at| at + 1)
         };
         let rest = log.get(skip..).unwrap_or_default();
@@ -2118,12 +2216,12 @@ mod tests {
             .q("path", "p")
             .raw(b"garbage", "multipart/form-data; boundary=B")
             .send(&service)
-            .expect(400);
+            .expect(500);
         call("POST", "/repositories/repo1/branches/main/objects")
             .q("path", "p")
             .raw(b"garbage", "multipart/form-data")
             .send(&service)
-            .expect(400);
+            .expect(500);
     }
 
     #[test]
@@ -2201,14 +2299,31 @@ mod tests {
         );
 
         let bulk = call("POST", "/repositories/repo1/branches/main/objects/delete")
-            .json(json!({"paths": ["b", "c", "missing", ""]}))
+            .json(json!({"paths": ["b", "c", "missing"]}))
             .send(&service)
             .expect(200);
         assert_eq!(bulk.route, routes::DELETE_OBJECTS);
-        let errors = bulk.json()["errors"].clone();
-        assert_eq!(errors.as_array().map(Vec::len), Some(1), "{errors}");
-        assert_eq!(errors[0]["path"], "");
-        assert_eq!(errors[0]["status_code"], 400);
+        assert_eq!(bulk.json(), json!({"errors": []}));
+        assert_eq!(paths(&list(&service, "repo1", "main", &[]).json()), ["d"]);
+        // Batch-level failures, as lakeFS reports them: an empty path anywhere means
+        // nothing is deleted and no error; an over-long path fails every path with a 500.
+        let bulk = call("POST", "/repositories/repo1/branches/main/objects/delete")
+            .json(json!({"paths": ["d", ""]}))
+            .send(&service)
+            .expect(200);
+        assert_eq!(bulk.json(), json!({"errors": []}));
+        let bulk = call("POST", "/repositories/repo1/branches/main/objects/delete")
+            .json(json!({"paths": ["d", "x".repeat(1025)]}))
+            .send(&service)
+            .expect(200)
+            .json();
+        let codes: Vec<&Value> = bulk["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| &e["status_code"])
+            .collect();
+        assert_eq!(codes, [&json!(500), &json!(500)]);
         assert_eq!(paths(&list(&service, "repo1", "main", &[]).json()), ["d"]);
 
         let too_many: Vec<String> = (0..1001).map(|i| format!("p{i}")).collect();
@@ -2225,10 +2340,25 @@ mod tests {
             .json(json!({"paths": thousand}))
             .send(&service)
             .expect(200);
-        call("POST", "/repositories/repo1/branches/nope/objects/delete")
-            .json(json!({"paths": ["a"]}))
+        // A missing branch or repository is "nothing to delete" to lakeFS (200, no errors);
+        // a malformed branch id fails every path.
+        for path in [
+            "/repositories/repo1/branches/nope/objects/delete",
+            "/repositories/nope-repo/branches/main/objects/delete",
+        ] {
+            let bulk = call("POST", path)
+                .json(json!({"paths": ["d"]}))
+                .send(&service)
+                .expect(200);
+            assert_eq!(bulk.json(), json!({"errors": []}), "{path}");
+        }
+        let bulk = call("POST", "/repositories/repo1/branches/a.b/objects/delete")
+            .json(json!({"paths": ["d"]}))
             .send(&service)
-            .expect(404);
+            .expect(200)
+            .json();
+        assert_eq!(bulk["errors"][0]["status_code"], 500);
+        assert_eq!(paths(&list(&service, "repo1", "main", &[]).json()), ["d"]);
         call("POST", "/repositories/repo1/branches/main/objects/delete")
             .json(json!({"nopaths": []}))
             .send(&service)
@@ -2510,32 +2640,33 @@ mod tests {
         let m = merged["reference"].as_str().expect("reference").to_string();
         put(&service, "repo1", "main", "staged", "s");
 
-        let table: Vec<(String, Option<&String>)> = vec![
-            ("main".into(), Some(&m)),
-            ("main@".into(), Some(&m)),
-            ("main~1".into(), Some(&c2)),
-            ("main~".into(), Some(&c2)),
-            ("main~2".into(), Some(&c1)),
-            ("main~3".into(), Some(&initial)),
-            ("main~4".into(), None),
-            ("main^1".into(), Some(&c2)),
-            ("main^2".into(), Some(&f1)),
-            ("main^2~1".into(), Some(&c1)),
-            ("main^3".into(), None),
-            (m.clone(), Some(&m)),
-            (m[..8].to_string(), Some(&m)),
-            (c1.clone(), Some(&c1)),
-            ("feature".into(), Some(&f1)),
-            ("nope-ref".into(), None),
+        let table: Vec<(String, Result<&String, u16>)> = vec![
+            ("main".into(), Ok(&m)),
+            ("main@".into(), Ok(&m)),
+            ("main~1".into(), Ok(&c2)),
+            ("main~".into(), Ok(&c2)),
+            ("main~2".into(), Ok(&c1)),
+            ("main~3".into(), Ok(&initial)),
+            ("main~4".into(), Err(404)),
+            ("main^1".into(), Ok(&c2)),
+            ("main^2".into(), Ok(&f1)),
+            ("main^2~1".into(), Ok(&c1)),
+            // A parent the commit does not have is an invalid ref: 500 here, like lakeFS.
+            ("main^3".into(), Err(500)),
+            (m.clone(), Ok(&m)),
+            (m[..8].to_string(), Ok(&m)),
+            (c1.clone(), Ok(&c1)),
+            ("feature".into(), Ok(&f1)),
+            ("nope-ref".into(), Err(404)),
         ];
         for (expr, expected) in &table {
             let reply = call("GET", &format!("/repositories/repo1/commits/{expr}")).send(&service);
             match expected {
-                Some(id) => {
+                Ok(id) => {
                     assert_eq!(reply.status, 200, "{expr}: {}", reply.text());
                     assert_eq!(reply.json()["id"], **id, "{expr}");
                 }
-                None => assert_eq!(reply.status, 404, "{expr}: {}", reply.text()),
+                Err(status) => assert_eq!(reply.status, *status, "{expr}: {}", reply.text()),
             }
             assert_eq!(reply.route, routes::GET_COMMIT);
         }
@@ -2850,7 +2981,8 @@ mod tests {
         );
         merge(&service, "repo1", "nope-ref", "main", json!({})).expect(404);
         merge(&service, "repo1", "feature", "nope", json!({})).expect(404);
-        merge(&service, "repo1", "feature", "main$", json!({})).expect(404);
+        // The destination must be a branch id: `main$` fails validation (400).
+        merge(&service, "repo1", "feature", "main$", json!({})).expect(400);
     }
 
     #[test]

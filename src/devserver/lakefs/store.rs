@@ -272,7 +272,9 @@ impl Repo {
         self.protection.matches(branch)
     }
 
-    fn check_staging_write(&self, branch: &str, force: bool) -> Result<(), ApiError> {
+    /// Whether `branch` accepts staging writes: 403 for a read-only repository (unless
+    /// `force`) or a protected branch.
+    pub fn check_staging_write(&self, branch: &str, force: bool) -> Result<(), ApiError> {
         self.check_writable(force)?;
         if self.is_protected(branch) {
             return Err(ApiError::forbidden("cannot write to protected branch"));
@@ -317,8 +319,15 @@ impl Repo {
                     commit = self.commits.get(parent).cloned().ok_or_else(not_found)?;
                 }
             } else if *count > 0 {
-                let index = usize::try_from(*count - 1).map_err(|_| not_found())?;
-                let parent = commit.info.parents.get(index).ok_or_else(not_found)?;
+                // Asking for a parent the commit does not have is an invalid ref in lakeFS
+                // (400), unlike walking `~N` past the root (404).
+                let invalid = || {
+                    ApiError::bad_request(format!(
+                        "invalid ref: {expr:?}: commit has no parent {count}"
+                    ))
+                };
+                let index = usize::try_from(*count - 1).map_err(|_| invalid())?;
+                let parent = commit.info.parents.get(index).ok_or_else(invalid)?;
                 commit = self.commits.get(parent).cloned().ok_or_else(not_found)?;
             }
         }
