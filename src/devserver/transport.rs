@@ -25,6 +25,10 @@ use super::http::Response;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most headers in one request; more → 431.
 const MAX_HEADERS: usize = 128;
+/// Most input read and discarded after refusing a request (see `refuse`).
+const LINGER_BYTES: u64 = 256 * 1024 * 1024;
+/// How long a refused client may pause while its input is discarded.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the accept loop looks at the stop flag while no connection arrives.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
 
@@ -362,16 +366,14 @@ fn serve_connection(stream: TcpStream, limits: Limits, handler: &Handler) {
             Ok(Some(head)) => head,
             Ok(None) | Err(ReadError::Gone) => return,
             Err(ReadError::Refuse(status, message)) => {
-                let _ = write_response(&mut writer, &error(status, message), false, true);
-                return;
+                return refuse(&mut writer, &mut inbound, status, message);
             }
         };
         let body = match read_body(&mut inbound, &mut writer, &head, limits.max_body_bytes) {
             Ok(body) => body,
             Err(ReadError::Gone) => return,
             Err(ReadError::Refuse(status, message)) => {
-                let _ = write_response(&mut writer, &error(status, message), false, true);
-                return;
+                return refuse(&mut writer, &mut inbound, status, message);
             }
         };
         let keep_alive = head.keep_alive();
@@ -391,6 +393,33 @@ fn serve_connection(stream: TcpStream, limits: Limits, handler: &Handler) {
         };
         if write_response(&mut writer, &response, head_only, !keep_alive).is_err() || !keep_alive {
             return;
+        }
+    }
+}
+
+/// Answers a request that cannot be served, then closes the connection gently: the client
+/// may still be sending (an oversized body), and closing a socket with unread input makes
+/// the kernel send a reset that can destroy the answer before the client reads it. So the
+/// write side is shut first and the rest of the input is read and discarded, up to
+/// [`LINGER_BYTES`] or until the client stops sending for [`LINGER_TIMEOUT`].
+fn refuse(writer: &mut TcpStream, inbound: &mut Inbound, status: u16, message: &str) {
+    if write_response(writer, &error(status, message), false, true).is_err() {
+        return;
+    }
+    let _ = writer.shutdown(Shutdown::Write);
+    if status == 408 {
+        // The client already went quiet for a whole read timeout.
+        return;
+    }
+    let _ = inbound.stream.set_read_timeout(Some(LINGER_TIMEOUT));
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut discarded = 0u64;
+    while discarded < LINGER_BYTES {
+        match inbound.stream.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(read) => discarded += read as u64,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
         }
     }
 }
