@@ -79,8 +79,6 @@ pub struct TaskRecord {
     pub end_time: i64,
     /// Epoch ms of the last change.
     pub update_time: i64,
-    #[serde(skip)]
-    visible_at: i64,
 }
 
 /// One workflow execution.
@@ -108,6 +106,10 @@ pub(crate) struct State {
     workflows: HashMap<String, WorkflowRecord>,
     tasks: HashMap<String, TaskRecord>,
     queues: HashMap<String, Vec<String>>,
+    /// Epoch ms from which a queued task may be handed out (retry delays, callbacks); kept
+    /// here rather than on the task so it persists without showing in the task JSON.
+    #[serde(default)]
+    visible_at: HashMap<String, i64>,
     next_id: u64,
 }
 
@@ -118,20 +120,65 @@ pub struct EngineError {
     pub status: u16,
     /// Message for the error body.
     pub message: String,
+    /// Bean-validation failures (a 400 whose body lists them as `validationErrors`).
+    pub violations: Vec<Violation>,
+}
+
+/// One bean-validation failure, as the real server lists it in `validationErrors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Property path, e.g. `updateTask.taskResult.taskId`.
+    pub path: String,
+    /// The constraint's message.
+    pub message: String,
+}
+
+/// The message of every bean-validation 400 of the real server.
+pub const VALIDATION_FAILED: &str = "Validation failed, check below errors for detail.";
+
+impl EngineError {
+    fn new(status: u16, message: impl Into<String>) -> EngineError {
+        EngineError {
+            status,
+            message: message.into(),
+            violations: Vec::new(),
+        }
+    }
 }
 
 fn not_found(message: String) -> EngineError {
-    EngineError {
-        status: 404,
-        message,
+    EngineError::new(404, message)
+}
+
+fn violation(path: impl Into<String>, message: &str) -> Violation {
+    Violation {
+        path: path.into(),
+        message: message.to_owned(),
     }
 }
 
-fn bad_request(message: impl Into<String>) -> EngineError {
+fn invalid(violations: Vec<Violation>) -> EngineError {
     EngineError {
         status: 400,
-        message: message.into(),
+        message: VALIDATION_FAILED.to_owned(),
+        violations,
     }
+}
+
+/// `Err` with the violations, if there are any.
+fn validated(violations: Vec<Violation>) -> Result<(), EngineError> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(violations))
+    }
+}
+
+fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// A worker's update (`TaskResult`).
@@ -144,8 +191,8 @@ pub struct TaskResultBody {
     pub task_id: Option<String>,
     /// New status.
     pub status: Option<String>,
-    /// Output (replaces).
-    pub output_data: Option<Value>,
+    /// Output (replaces; absent means empty, as the real `TaskResult` defaults it).
+    pub output_data: Option<Map<String, Value>>,
     /// Failure text.
     pub reason_for_incompletion: Option<String>,
     /// Re-queue delay for IN_PROGRESS.
@@ -154,6 +201,27 @@ pub struct TaskResultBody {
     pub worker_id: Option<String>,
     /// Heartbeat flag.
     pub extend_lease: Option<bool>,
+}
+
+/// The values of the real `TaskResult.Status`; anything else fails to deserialize there.
+const RESULT_STATUSES: &[&str] = &[
+    "IN_PROGRESS",
+    "FAILED",
+    "FAILED_WITH_TERMINAL_ERROR",
+    "COMPLETED",
+    "CANCELED",
+];
+
+/// What [`Engine::update`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updated {
+    /// The task id the update named (the v1 answer).
+    pub task_id: String,
+    /// The task's type: the queue update-v2 polls next.
+    pub task_type: String,
+    /// Whether update-v2 goes on to poll: the task is terminal after the update (also when
+    /// the update was ignored because it already was); not after a lease extension.
+    pub poll_next: bool,
 }
 
 const TERMINAL: &[&str] = &[
@@ -209,31 +277,42 @@ impl Engine {
         serde_json::to_vec(&*self.state.lock())
     }
 
-    /// Upserts TaskDefs.
+    /// Upserts TaskDefs. The whole list is validated first, as the real server does, so an
+    /// invalid entry registers nothing.
     pub fn register_task_defs(&self, defs: Vec<Value>) -> Result<(), EngineError> {
+        let mut violations = Vec::new();
         if defs.is_empty() {
-            return Err(bad_request("TaskDef list must not be empty"));
+            violations.push(violation(
+                "registerTaskDef.taskDefinitions",
+                "TaskDefList is empty",
+            ));
         }
+        for (index, def) in defs.iter().enumerate() {
+            if non_empty_str(def, "name").is_none() {
+                violations.push(violation(
+                    format!("registerTaskDef.taskDefinitions[{index}].name"),
+                    "TaskDef name cannot be null or empty",
+                ));
+            }
+        }
+        validated(violations)?;
         let mut state = self.state.lock();
         for def in defs {
-            let Some(name) = def.get("name").and_then(Value::as_str).map(str::to_owned) else {
-                return Err(bad_request("TaskDef name cannot be null or empty"));
-            };
-            if name.is_empty() {
-                return Err(bad_request("TaskDef name cannot be null or empty"));
+            if let Some(name) = non_empty_str(&def, "name").map(str::to_owned) {
+                state.task_defs.insert(name, def);
             }
-            state.task_defs.insert(name, def);
         }
         Ok(())
     }
 
     /// Updates one existing TaskDef.
     pub fn update_task_def(&self, def: Value) -> Result<(), EngineError> {
-        let name = def
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let Some(name) = non_empty_str(&def, "name").map(str::to_owned) else {
+            return Err(invalid(vec![violation(
+                "updateTaskDef.taskDefinition.name",
+                "TaskDef name cannot be null or empty",
+            )]));
+        };
         let mut state = self.state.lock();
         if !state.task_defs.contains_key(&name) {
             return Err(not_found(format!("No such task by name {name}")));
@@ -267,31 +346,81 @@ impl Engine {
             .ok_or_else(|| not_found(format!("No such taskType found by name: {name}")))
     }
 
-    /// Registers a workflow definition.
+    /// Registers a workflow definition. Like the real `MetadataResource.create`, a duplicate
+    /// name+version is a 409 before the rest of the definition is validated.
     pub fn register_workflow_def(&self, def: Value, overwrite: bool) -> Result<(), EngineError> {
-        let name = def
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let Some(name) = non_empty_str(&def, "name").map(str::to_owned) else {
+            return validated(Self::workflow_def_violations(&def));
+        };
         let version = u64_field(Some(&def), "version", 1);
-        if name.is_empty() {
-            return Err(bad_request("WorkflowDef name cannot be null or empty"));
-        }
-        let tasks = def.get("tasks").and_then(Value::as_array);
-        if tasks.is_none_or(|t| t.is_empty()) {
-            return Err(bad_request("WorkflowDef must contain at least one task"));
-        }
         let key = format!("{name}.{version}");
         let mut state = self.state.lock();
         if state.workflow_defs.contains_key(&key) && !overwrite {
-            return Err(EngineError {
-                status: 409,
-                message: format!("Workflow with {key} already exists!"),
-            });
+            return Err(EngineError::new(
+                409,
+                format!("Workflow with {key} already exists!"),
+            ));
         }
+        validated(Self::workflow_def_violations(&def))?;
         state.workflow_defs.insert(key, def);
         Ok(())
+    }
+
+    /// The bean-validation failures of a WorkflowDef (the subset the dev server runs).
+    fn workflow_def_violations(def: &Value) -> Vec<Violation> {
+        const PATH: &str = "registerWorkflowDef.workflowDef";
+        let mut violations = Vec::new();
+        let name = non_empty_str(def, "name");
+        if name.is_none() {
+            violations.push(violation(
+                format!("{PATH}.name"),
+                "WorkflowDef name cannot be null or empty",
+            ));
+        }
+        if def
+            .get("schemaVersion")
+            .is_some_and(|v| !v.is_null() && v.as_u64() != Some(2))
+        {
+            violations.push(violation(
+                format!("{PATH}.schemaVersion"),
+                "workflowDef schemaVersion: 2 is only supported",
+            ));
+        }
+        let tasks = def
+            .get("tasks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if tasks.is_empty() {
+            violations.push(violation(
+                format!("{PATH}.tasks"),
+                "WorkflowTask list cannot be empty",
+            ));
+        }
+        let mut seen = Vec::new();
+        for (index, task) in tasks.iter().enumerate() {
+            if non_empty_str(task, "name").is_none() {
+                violations.push(violation(
+                    format!("{PATH}.tasks[{index}].name"),
+                    "WorkflowTask name cannot be empty or null",
+                ));
+            }
+            match non_empty_str(task, "taskReferenceName") {
+                None => violations.push(violation(
+                    format!("{PATH}.tasks[{index}].taskReferenceName"),
+                    "WorkflowTask taskReferenceName name cannot be empty or null",
+                )),
+                Some(reference) if seen.contains(&reference) => violations.push(violation(
+                    PATH,
+                    &format!(
+                        "taskReferenceName: {reference} should be unique across tasks for a given workflowDefinition: {}",
+                        name.unwrap_or_default()
+                    ),
+                )),
+                Some(reference) => seen.push(reference),
+            }
+        }
+        violations
     }
 
     /// A workflow definition (latest version when `version` is None).
@@ -325,8 +454,48 @@ impl Engine {
         version: Option<u64>,
         input: Value,
     ) -> Result<String, EngineError> {
-        let mut state = self.state.lock();
+        let state = self.state.lock();
         let def = Self::find_def(&state, name, version)?;
+        Ok(self.start(state, def, name, input))
+    }
+
+    /// Starts a workflow from a `StartWorkflowRequest` (`POST /api/workflow`), whose checks and
+    /// not-found message differ from [`Engine::start_workflow`]'s in the real server.
+    pub fn start_workflow_request(
+        &self,
+        name: Option<&str>,
+        version: Option<u64>,
+        input: Value,
+    ) -> Result<String, EngineError> {
+        let Some(name) = name else {
+            return Err(invalid(vec![violation(
+                "startWorkflow.startWorkflowRequest.name",
+                "Workflow name cannot be null or empty",
+            )]));
+        };
+        if name.trim().is_empty() {
+            return Err(EngineError::new(
+                400,
+                "Workflow name must be specified when searching for a definition",
+            ));
+        }
+        let state = self.state.lock();
+        let def = Self::find_def(&state, name, version).map_err(|_| {
+            not_found(format!(
+                "No such workflow defined. name={name}, version={}",
+                version.map_or("null".to_owned(), |v| v.to_string())
+            ))
+        })?;
+        Ok(self.start(state, def, name, input))
+    }
+
+    fn start(
+        &self,
+        mut state: parking_lot::MutexGuard<'_, State>,
+        def: Value,
+        name: &str,
+        input: Value,
+    ) -> String {
         state.next_id += 1;
         let id = format!("wf-{:08}-{:08x}", state.next_id, fastrand::u32(..));
         let task_defs = state.task_defs.clone().into_iter().collect();
@@ -348,7 +517,7 @@ impl Engine {
         Self::schedule(&mut state, &id, 0, None, 0);
         drop(state);
         self.enqueued.notify_all();
-        Ok(id)
+        id
     }
 
     /// Schedules task `index` of workflow `id` (a retry when `retry_of` is set).
@@ -430,9 +599,11 @@ impl Engine {
             start_time: 0,
             end_time: 0,
             update_time: now,
-            visible_at: now + delay_ms,
         };
         state.tasks.insert(task_id.clone(), record);
+        if delay_ms > 0 {
+            state.visible_at.insert(task_id.clone(), now + delay_ms);
+        }
         if let Some(workflow) = state.workflows.get_mut(id) {
             workflow.task_ids.push(task_id.clone());
         }
@@ -497,13 +668,16 @@ impl Engine {
                 continue;
             };
             if is_terminal(&task.status) {
+                state.visible_at.remove(id);
                 queue.remove(index);
                 continue;
             }
-            if task.visible_at > now || limit.is_some_and(|l| in_progress >= l) {
+            let hidden = state.visible_at.get(id).is_some_and(|at| *at > now);
+            if hidden || limit.is_some_and(|l| in_progress >= l) {
                 index += 1;
                 continue;
             }
+            state.visible_at.remove(id);
             picked.push(queue.remove(index));
             in_progress += 1;
         }
@@ -529,16 +703,39 @@ impl Engine {
         self.state.lock().tasks.get(task_id).cloned()
     }
 
-    /// Applies a worker update; returns the task type (for update-v2's next poll).
-    pub fn update(&self, body: TaskResultBody) -> Result<(String, String), EngineError> {
+    /// Applies a worker update (`POST /api/tasks`) in the real server's order: the status
+    /// must be a `TaskResult.Status` (500 otherwise, a body Jackson cannot read), both ids
+    /// are required (400), a lease extension only bumps `updateTime`, unknown ids are 404,
+    /// an update to a finished task or workflow is accepted and ignored, and only then is a
+    /// missing status an error (500, an NPE there).
+    pub fn update(&self, body: TaskResultBody) -> Result<Updated, EngineError> {
+        if let Some(status) = body.status.as_deref()
+            && !RESULT_STATUSES.contains(&status)
+        {
+            return Err(EngineError::new(
+                500,
+                format!(
+                    "JSON parse error: Cannot deserialize value of type `TaskResult$Status` from String \"{status}\": not one of the values accepted for Enum class: [{}]",
+                    RESULT_STATUSES.join(", ")
+                ),
+            ));
+        }
         let task_id = body.task_id.clone().unwrap_or_default();
         let workflow_id = body.workflow_instance_id.clone().unwrap_or_default();
+        let mut violations = Vec::new();
+        if workflow_id.is_empty() {
+            violations.push(violation(
+                "updateTask.taskResult.workflowInstanceId",
+                "Workflow Id cannot be null or empty",
+            ));
+        }
         if task_id.is_empty() {
-            return Err(bad_request("Task ID cannot be null or empty"));
+            violations.push(violation(
+                "updateTask.taskResult.taskId",
+                "Task ID cannot be null or empty",
+            ));
         }
-        if workflow_id.is_empty() && body.extend_lease != Some(true) {
-            return Err(bad_request("Workflow Id cannot be null or empty"));
-        }
+        validated(violations)?;
         let mut state = self.state.lock();
         let now = now_ms();
         if body.extend_lease == Some(true) {
@@ -549,14 +746,12 @@ impl Engine {
             if !is_terminal(&task.status) {
                 task.update_time = now;
             }
-            return Ok((task_id, task.task_type.clone()));
-        }
-        let Some(status) = body.status.clone() else {
-            return Err(EngineError {
-                status: 500,
-                message: "status must not be null".into(),
+            return Ok(Updated {
+                task_type: task.task_type.clone(),
+                task_id,
+                poll_next: false,
             });
-        };
+        }
         let workflow_terminal = match state.workflows.get(&workflow_id) {
             None => {
                 return Err(not_found(format!(
@@ -571,51 +766,57 @@ impl Engine {
             .ok_or_else(|| not_found(format!("No such task found by id: {task_id}")))?;
         let task_type = task.task_type.clone();
         if is_terminal(&task.status) || workflow_terminal {
-            return Ok((task_id, task_type));
+            return Ok(Updated {
+                poll_next: is_terminal(&task.status),
+                task_id,
+                task_type,
+            });
         }
-        task.worker_id = body.worker_id.clone();
+        let Some(status) = body.status else {
+            return Err(EngineError::new(500, "task result status is null"));
+        };
+        // Like the real server: worker id, output and reason are replaced, not merged.
+        task.worker_id = body.worker_id;
         task.update_time = now;
-        match status.as_str() {
-            "IN_PROGRESS" => {
-                let delay = body.callback_after_seconds.unwrap_or(0);
-                task.status = "SCHEDULED".into();
-                task.callback_after_seconds = delay;
-                task.visible_at = now + (delay as i64) * 1000;
-                if let Some(output) = body.output_data {
-                    task.output_data = output;
-                }
-                state
-                    .queues
-                    .entry(task_type.clone())
-                    .or_default()
-                    .push(task_id.clone());
-                drop(state);
-                self.enqueued.notify_all();
-                return Ok((task_id, task_type));
+        task.output_data = Value::Object(body.output_data.unwrap_or_default());
+        task.reason_for_incompletion = body
+            .reason_for_incompletion
+            .map(|r| r.chars().take(500).collect());
+        if status == "IN_PROGRESS" {
+            // "Check back later": back to the queue, visible after the callback delay.
+            let delay = body.callback_after_seconds.unwrap_or(0);
+            task.status = "SCHEDULED".into();
+            task.callback_after_seconds = delay;
+            if delay > 0 {
+                state.visible_at.insert(
+                    task_id.clone(),
+                    now.saturating_add((delay as i64).saturating_mul(1000)),
+                );
+            } else {
+                state.visible_at.remove(&task_id);
             }
-            "COMPLETED" | "FAILED" | "FAILED_WITH_TERMINAL_ERROR" | "CANCELED" => {
-                task.status = status.clone();
-                task.end_time = now;
-                if let Some(output) = body.output_data {
-                    task.output_data = output;
-                }
-                if status != "COMPLETED" {
-                    task.reason_for_incompletion = body
-                        .reason_for_incompletion
-                        .map(|r| r.chars().take(500).collect());
-                }
+            let queue = state.queues.entry(task_type.clone()).or_default();
+            if !queue.contains(&task_id) {
+                queue.push(task_id.clone());
             }
-            other => {
-                return Err(EngineError {
-                    status: 500,
-                    message: format!("invalid task status: {other}"),
-                });
-            }
+            drop(state);
+            self.enqueued.notify_all();
+            return Ok(Updated {
+                task_id,
+                task_type,
+                poll_next: false,
+            });
         }
+        task.status = status;
+        task.end_time = now;
         Self::decide(&mut state, &task_id);
         drop(state);
         self.enqueued.notify_all();
-        Ok((task_id, task_type))
+        Ok(Updated {
+            task_id,
+            task_type,
+            poll_next: true,
+        })
     }
 
     /// Reacts to a task reaching a terminal status.
@@ -754,13 +955,26 @@ impl Engine {
     }
 
     /// Terminates a workflow: its unfinished tasks become CANCELED.
+    ///
+    /// As in the real server, a COMPLETED workflow cannot be terminated (409), terminating a
+    /// TERMINATED one is a no-op, and a FAILED or TIMED_OUT one becomes TERMINATED.
     pub fn terminate(&self, id: &str, reason: Option<String>) -> Result<(), EngineError> {
         let mut state = self.state.lock();
-        let task_ids = state
+        let (task_ids, status) = state
             .workflows
             .get(id)
-            .map(|w| w.task_ids.clone())
+            .map(|w| (w.task_ids.clone(), w.status.clone()))
             .ok_or_else(|| not_found(format!("No such workflow found by id: {id}")))?;
+        match status.as_str() {
+            "COMPLETED" => {
+                return Err(EngineError::new(
+                    409,
+                    "Cannot terminate a COMPLETED workflow.",
+                ));
+            }
+            "TERMINATED" => return Ok(()),
+            _ => {}
+        }
         for task_id in task_ids {
             if let Some(task) = state.tasks.get_mut(&task_id)
                 && !is_terminal(&task.status)
@@ -769,13 +983,7 @@ impl Engine {
                 task.end_time = now_ms();
             }
         }
-        if state
-            .workflows
-            .get(id)
-            .is_some_and(|w| w.status == "RUNNING")
-        {
-            Self::finish_workflow(&mut state, id, "TERMINATED", reason);
-        }
+        Self::finish_workflow(&mut state, id, "TERMINATED", reason);
         Ok(())
     }
 

@@ -8,5 +8,5 @@ pub mod engine;
 pub mod routes;
 mod wiring;
 
-pub use engine::{Engine, EngineError, TaskRecord, TaskResultBody};
+pub use engine::{Engine, EngineError, TaskRecord, TaskResultBody, Updated, Violation};
 pub use routes::{ConductorOptions, ConductorService, EmptyPoll, UpdateV2};
