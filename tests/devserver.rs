@@ -241,14 +241,14 @@ fn error_statuses_match_the_real_api() {
         json!({"name": "wf", "version": 1, "tasks": [{"name": "a", "taskReferenceName": "a"}]});
     assert_eq!(client.post("/metadata/workflow", &wf).0, 409);
     assert_eq!(client.post("/metadata/workflow?overwrite=true", &wf).0, 200);
-    // Malformed JSON never wedges the server.
+    // Malformed JSON is the real server's 500 and never wedges the server.
     let mut response = client
         .agent
         .post(&format!("{}/metadata/taskdefs", client.base))
         .header("Content-Type", "application/json")
         .send("{not json")
         .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(response.status().as_u16(), 500);
     let _ = response.body_mut().read_to_string();
     assert_eq!(client.get("/metadata/taskdefs").0, 200);
 }

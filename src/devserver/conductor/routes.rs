@@ -83,12 +83,10 @@ fn engine_error(err: EngineError) -> Response {
     )
 }
 
-/// A request body the metadata and start routes cannot read as their type: 400. The real
-/// server answers 500 here (Jackson's error is not mapped to a status), as the task update
-/// routes of the dev server do; these routes keep the 400 they have always had, which
-/// `tests/devserver.rs` pins, until both change together.
+/// A request body a route cannot read as its type: 500, as in the real server, whose
+/// catch-all exception handler maps Jackson's error (and a missing body) to 500.
 fn unreadable(what: &str, err: &serde_json::Error) -> Response {
-    error(400, &format!("invalid {what}: {err}"))
+    error(500, &format!("JSON parse error: invalid {what}: {err}"))
 }
 
 /// A query parameter Spring cannot convert: an unmapped exception, so 500.
