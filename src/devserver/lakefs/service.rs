@@ -1601,6 +1601,20 @@ mod tests {
             .send(service)
     }
 
+    /// A bulk delete on `repo1/main` (answered 200): the reply and its per-path status codes.
+    fn bulk_delete(service: &LakefsService, body: Value) -> (Value, Vec<Value>) {
+        let reply = call("POST", "/repositories/repo1/branches/main/objects/delete")
+            .json(body)
+            .send(service)
+            .expect(200)
+            .json();
+        let codes = reply["errors"]
+            .as_array()
+            .map(|errors| errors.iter().map(|e| e["status_code"].clone()).collect())
+            .unwrap_or_default();
+        (reply, codes)
+    }
+
     fn paths(page: &Value) -> Vec<String> {
         page["results"]
             .as_array()
@@ -2312,18 +2326,8 @@ mod tests {
             .send(&service)
             .expect(200);
         assert_eq!(bulk.json(), json!({"errors": []}));
-        let bulk = call("POST", "/repositories/repo1/branches/main/objects/delete")
-            .json(json!({"paths": ["d", "x".repeat(1025)]}))
-            .send(&service)
-            .expect(200)
-            .json();
-        let codes: Vec<&Value> = bulk["errors"]
-            .as_array()
-            .expect("errors")
-            .iter()
-            .map(|e| &e["status_code"])
-            .collect();
-        assert_eq!(codes, [&json!(500), &json!(500)]);
+        let (_, codes) = bulk_delete(&service, json!({"paths": ["d", "x".repeat(1025)]}));
+        assert_eq!(codes, [json!(500), json!(500)]);
         assert_eq!(paths(&list(&service, "repo1", "main", &[]).json()), ["d"]);
 
         let too_many: Vec<String> = (0..1001).map(|i| format!("p{i}")).collect();
@@ -2375,18 +2379,8 @@ mod tests {
             .json(json!([{"pattern": "ma*"}]))
             .send(&service)
             .expect(204);
-        let bulk = call("POST", "/repositories/repo1/branches/main/objects/delete")
-            .json(json!({"paths": ["a", "b"]}))
-            .send(&service)
-            .expect(200)
-            .json();
-        let codes: Vec<&Value> = bulk["errors"]
-            .as_array()
-            .expect("errors")
-            .iter()
-            .map(|e| &e["status_code"])
-            .collect();
-        assert_eq!(codes, [&json!(403), &json!(403)]);
+        let (bulk, codes) = bulk_delete(&service, json!({"paths": ["a", "b"]}));
+        assert_eq!(codes, [json!(403), json!(403)]);
         assert_eq!(
             bulk["errors"][0]["message"],
             "cannot write to protected branch"
