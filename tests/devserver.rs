@@ -407,6 +407,43 @@ fn state_survives_a_restart_with_a_data_dir() {
 }
 
 #[test]
+fn state_is_saved_while_running_so_a_crash_loses_little() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = DevServer::start(DevServerOptions {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..DevServerOptions::default()
+    })
+    .unwrap();
+    Client::new(&server).setup(0, 60);
+    let state = dir.path().join("conductor-state.json");
+    wait_until("the autosave", || {
+        std::fs::read_to_string(&state).is_ok_and(|text| text.contains("t_echo"))
+    });
+    // What a crash right now would leave behind: a copy of the data dir, read by a new server.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in walkdir::WalkDir::new(dir.path()) {
+        let entry = entry.unwrap();
+        let target = copy
+            .path()
+            .join(entry.path().strip_prefix(dir.path()).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    let restarted = DevServer::start(DevServerOptions {
+        data_dir: Some(copy.path().to_path_buf()),
+        ..DevServerOptions::default()
+    })
+    .unwrap();
+    assert_eq!(
+        Client::new(&restarted).get("/metadata/taskdefs/t_echo").0,
+        200
+    );
+}
+
+#[test]
 fn dropped_connections_lose_the_request_or_only_its_answer() {
     let server = DevServer::start(DevServerOptions::default()).unwrap();
     let client = Client::new(&server);

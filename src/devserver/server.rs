@@ -6,8 +6,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use serde_json::json;
 
@@ -98,7 +101,15 @@ struct Shared {
     lakefs: LakefsService,
     faults: Faults,
     stats: Stats,
+    data_dir: Option<PathBuf>,
+    /// Requests that may have changed state (anything but GET and HEAD), for autosave.
+    changes: AtomicU64,
+    /// One save at a time: autosave, `save()` and the final save share temporary files.
+    saving: Mutex<()>,
 }
+
+/// How often the sweeper saves the state of a server with a data dir, when it changed.
+const AUTOSAVE_EVERY: Duration = Duration::from_secs(2);
 
 /// A running dev server. Dropping it stops it and frees the port.
 ///
@@ -111,7 +122,6 @@ pub struct DevServer {
     shared: Arc<Shared>,
     stop_sweeper: Option<crossbeam_channel::Sender<()>>,
     sweeper: Option<JoinHandle<()>>,
-    data_dir: Option<PathBuf>,
     access_key_id: String,
     secret_access_key: String,
 }
@@ -157,6 +167,9 @@ impl DevServer {
             lakefs,
             faults: Faults::new(options.fault_seed),
             stats: Stats::default(),
+            data_dir: options.data_dir.clone(),
+            changes: AtomicU64::new(0),
+            saving: Mutex::new(()),
         });
         let limits = Limits {
             max_body_bytes: options.max_body_bytes,
@@ -179,11 +192,26 @@ impl DevServer {
         let sweeper = std::thread::Builder::new()
             .name("devserver-sweeper".into())
             .spawn(move || {
+                let shared = sweeper_shared;
+                let mut saved_changes = shared.changes.load(Ordering::Acquire);
+                let mut last_save = Instant::now();
                 // Ticks until the sender is dropped on stop.
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(Duration::from_millis(100))
                 {
-                    sweeper_shared.conductor.engine().sweep();
+                    shared.conductor.engine().sweep();
+                    let changes = shared.changes.load(Ordering::Acquire);
+                    if shared.data_dir.is_some()
+                        && changes != saved_changes
+                        && last_save.elapsed() >= AUTOSAVE_EVERY
+                    {
+                        // A crash then loses at most the last couple of seconds.
+                        if let Err(err) = save_state(&shared) {
+                            log::warn!(target: "perago::devserver", "autosave failed: {err}");
+                        }
+                        saved_changes = changes;
+                        last_save = Instant::now();
+                    }
                 }
             })
             .map_err(DevServerError::Spawn)?;
@@ -193,7 +221,6 @@ impl DevServer {
             shared,
             stop_sweeper: Some(stop_sweeper),
             sweeper: Some(sweeper),
-            data_dir: options.data_dir.clone(),
             access_key_id: options.access_key_id.clone(),
             secret_access_key: options.secret_access_key.clone(),
         })
@@ -257,26 +284,10 @@ impl DevServer {
         &self.shared.lakefs
     }
 
-    /// Persists state to the data dir (no-op without one).
+    /// Persists state to the data dir (no-op without one). Also done every couple of seconds
+    /// while requests change state, and on stop.
     pub fn save(&self) -> Result<(), DevServerError> {
-        self.shared.lakefs.save()?;
-        if let Some(dir) = &self.data_dir {
-            let path = dir.join(CONDUCTOR_STATE_FILE);
-            let error = |message: String| DevServerError::ConductorState {
-                path: path.clone(),
-                message,
-            };
-            let bytes = self
-                .shared
-                .conductor
-                .engine()
-                .snapshot()
-                .map_err(|e| error(e.to_string()))?;
-            let tmp = dir.join(format!("{CONDUCTOR_STATE_FILE}.tmp"));
-            std::fs::write(&tmp, bytes).map_err(|e| error(e.to_string()))?;
-            std::fs::rename(&tmp, &path).map_err(|e| error(e.to_string()))?;
-        }
-        Ok(())
+        save_state(&self.shared)
     }
 
     /// Stops the server, saves state, joins its threads.
@@ -312,6 +323,28 @@ impl Drop for DevServer {
             let _ = self.save();
         }
     }
+}
+
+/// Writes the lakeFS and Conductor state to the data dir, if there is one.
+fn save_state(shared: &Shared) -> Result<(), DevServerError> {
+    let _one_at_a_time = shared.saving.lock();
+    shared.lakefs.save()?;
+    if let Some(dir) = &shared.data_dir {
+        let path = dir.join(CONDUCTOR_STATE_FILE);
+        let error = |message: String| DevServerError::ConductorState {
+            path: path.clone(),
+            message,
+        };
+        let bytes = shared
+            .conductor
+            .engine()
+            .snapshot()
+            .map_err(|e| error(e.to_string()))?;
+        let tmp = dir.join(format!("{CONDUCTOR_STATE_FILE}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(|e| error(e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| error(e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn error_body(status: u16, message: &str) -> Response {
@@ -407,6 +440,9 @@ fn route(
         None => admin(shared, &request),
     };
     shared.stats.record(mount, route);
+    if mount != "admin" && method != "GET" && method != "HEAD" {
+        shared.changes.fetch_add(1, Ordering::AcqRel);
+    }
     response
 }
 
