@@ -205,11 +205,14 @@ impl DevServer {
                         && changes != saved_changes
                         && last_save.elapsed() >= AUTOSAVE_EVERY
                     {
-                        // A crash then loses at most the last couple of seconds.
-                        if let Err(err) = save_state(&shared) {
-                            log::warn!(target: "perago::devserver", "autosave failed: {err}");
+                        // A crash then loses at most the last couple of seconds. A failed
+                        // save is retried (and reported) at the next period.
+                        match save_state(&shared) {
+                            Ok(()) => saved_changes = changes,
+                            Err(err) => {
+                                log::warn!(target: "perago::devserver", "autosave failed: {err}");
+                            }
                         }
-                        saved_changes = changes;
                         last_save = Instant::now();
                     }
                 }
