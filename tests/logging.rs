@@ -115,11 +115,22 @@ fn global_logger_writes_rotated_jsonl_with_structured_fields() {
     }
     guard.flush();
 
-    // A second installation in the same process is refused.
-    assert!(matches!(
-        init_logging(&settings),
-        Err(LoggingError::Install { .. })
-    ));
+    // A second installation in the same process is refused, and leaves no live file behind
+    // even when the clock has moved to another second (another file name) meanwhile.
+    let refused_from = SystemTime::now();
+    loop {
+        assert!(matches!(
+            init_logging(&settings),
+            Err(LoggingError::Install { .. })
+        ));
+        if refused_from
+            .elapsed()
+            .is_ok_and(|e| e > Duration::from_millis(1100))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Oldest first: rotated files by number, then the live file.
     let mut files: Vec<_> = match fs::read_dir(&dir) {

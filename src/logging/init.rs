@@ -143,11 +143,21 @@ pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError
         target: settings.target.clone(),
         role: settings.role,
     };
+    let existed = log_file.exists();
     let writer = JsonFileWriter::open(log_file.clone(), ctx, settings.max_size)?;
-    let handle = Logger::with(settings.level)
+    let handle = match Logger::with(settings.level)
         .log_to_writer(Box::new(writer))
         .start()
-        .map_err(|source| LoggingError::Install { source })?;
+    {
+        Ok(handle) => handle,
+        Err(source) => {
+            // Another logger is installed: leave no empty live file of ours behind.
+            if !existed {
+                let _ = fs::remove_file(&log_file);
+            }
+            return Err(LoggingError::Install { source });
+        }
+    };
     let guard = LoggingGuard { handle, log_file };
 
     match sweep_retention(guard.log_dir(), settings.retention, SystemTime::now()) {
