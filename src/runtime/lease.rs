@@ -212,27 +212,7 @@ impl LeaseKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conductor::{ConductorError, PolledTask, TaskUpdate};
-
-    struct NoConductor;
-
-    impl ConductorApi for NoConductor {
-        fn poll_batch(
-            &self,
-            _: &str,
-            _: &str,
-            _: usize,
-            _: Duration,
-        ) -> Result<Vec<PolledTask>, ConductorError> {
-            Ok(Vec::new())
-        }
-        fn update(&self, _: &TaskUpdate, _: bool) -> Result<Option<PolledTask>, ConductorError> {
-            Ok(None)
-        }
-        fn get_task(&self, _: &str) -> Result<Option<PolledTask>, ConductorError> {
-            Ok(None)
-        }
-    }
+    use crate::runtime::tests::FakeConductor;
 
     #[test]
     fn interval_is_eighty_percent_and_never_under_a_second() {
@@ -254,7 +234,7 @@ mod tests {
 
     #[test]
     fn short_attempts_do_not_wake_the_lease_thread() {
-        let api: Arc<dyn ConductorApi> = Arc::new(NoConductor);
+        let api: Arc<dyn ConductorApi> = Arc::new(FakeConductor::default());
         let (leases, keeper) = LeaseKeeper::new(
             api,
             "w".into(),

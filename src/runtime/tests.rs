@@ -26,9 +26,10 @@ struct Output {
     done: bool,
 }
 
-/// A Conductor in memory: a queue of tasks, and every update received.
+/// A Conductor in memory: a queue of tasks, and every update received (also the no-op
+/// Conductor of other runtime unit tests, as `FakeConductor::default()`).
 #[derive(Default)]
-struct FakeConductor {
+pub(super) struct FakeConductor {
     queue: Mutex<VecDeque<PolledTask>>,
     updates: Mutex<Vec<(TaskUpdate, bool)>>,
     polls: Mutex<Vec<usize>>,

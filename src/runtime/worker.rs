@@ -24,7 +24,7 @@ use crate::conductor::{ConductorApi, PolledTask, TaskUpdate, error_chain};
 use crate::execution::{AttemptEnv, AttemptReport, WorkspaceStore, run_attempt};
 use crate::result::{Phase, TaskStatus};
 use crate::task::{AttemptIdentity, Task};
-use crate::workspace::{LiveOwners, new_execution_id};
+use crate::workspace::LiveOwners;
 
 /// What every worker shares, behind one `Arc`.
 pub(crate) struct Shared {
@@ -73,17 +73,7 @@ impl Worker {
     fn execute(&self, task: PolledTask) -> Option<PolledTask> {
         let shared = &*self.shared;
         let started = Instant::now();
-        let identity = AttemptIdentity {
-            task_id: task.task_id.clone(),
-            workflow_instance_id: task.workflow_instance_id.clone(),
-            retry_count: task.retry_count,
-            task_def_name: task.def_name().to_owned(),
-            reference_task_name: task.reference_task_name.clone().unwrap_or_default(),
-            seq: task.seq,
-            iteration: task.iteration,
-            execution_id: new_execution_id(),
-            worker_id: shared.worker_id.clone(),
-        };
+        let identity = task.attempt_identity(&shared.worker_id);
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
             self.leases

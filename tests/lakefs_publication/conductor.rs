@@ -12,7 +12,7 @@ use perago::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
 use perago::result::{Phase, TaskStatus};
 use perago::runtime::{ConductorFence, Runtime};
 use perago::task::{AttemptIdentity, CancelToken};
-use perago::workspace::{LiveOwners, Snapshot, new_execution_id};
+use perago::workspace::{LiveOwners, Snapshot};
 use serde_json::{Value, json};
 
 use super::harness::{self, Env};
@@ -47,17 +47,7 @@ fn task_def(name: &str) -> Value {
 }
 
 fn identity_of(task: &PolledTask) -> AttemptIdentity {
-    AttemptIdentity {
-        task_id: task.task_id.clone(),
-        workflow_instance_id: task.workflow_instance_id.clone(),
-        retry_count: task.retry_count,
-        task_def_name: task.def_name().to_owned(),
-        reference_task_name: task.reference_task_name.clone().unwrap_or_default(),
-        seq: task.seq,
-        iteration: task.iteration,
-        execution_id: new_execution_id(),
-        worker_id: "w0001".into(),
-    }
+    task.attempt_identity("w0001")
 }
 
 /// A store that lets Conductor move on (terminates the workflow) right after staging, as a

@@ -1630,6 +1630,15 @@ mod tests {
             .collect()
     }
 
+    /// Squash-merges `source` into `dest` (answered 200); the new commit id.
+    fn squash_merge(service: &LakefsService, repo: &str, source: &str, dest: &str) -> String {
+        let reply = merge(service, repo, source, dest, json!({"squash_merge": true})).expect(200);
+        reply.json()["reference"]
+            .as_str()
+            .expect("reference")
+            .to_string()
+    }
+
     fn merge(service: &LakefsService, repo: &str, source: &str, dest: &str, body: Value) -> Reply {
         call(
             "POST",
@@ -3064,18 +3073,7 @@ mod tests {
         create_branch(&service, "repo1", "staging-1", "main");
         put(&service, "repo1", "staging-1", "out", "2");
         let c = commit(&service, "repo1", "staging-1", "C");
-        let h = merge(
-            &service,
-            "repo1",
-            "staging-1",
-            "main",
-            json!({"squash_merge": true}),
-        )
-        .expect(200);
-        let h = h.json()["reference"]
-            .as_str()
-            .expect("reference")
-            .to_string();
+        let h = squash_merge(&service, "repo1", "staging-1", "main");
         assert_eq!(
             service.commit("repo1", "main~1").map(|c| c.id),
             Some(a.clone())
@@ -3289,18 +3287,7 @@ mod tests {
             create_branch(&service, "repo1", "feature", "main");
             put(&service, "repo1", "feature", "../odd key", "odd");
             commit(&service, "repo1", "feature", "odd");
-            let merged = merge(
-                &service,
-                "repo1",
-                "feature",
-                "main",
-                json!({"squash_merge": true}),
-            )
-            .expect(200);
-            let merged = merged.json()["reference"]
-                .as_str()
-                .expect("reference")
-                .to_string();
+            let merged = squash_merge(&service, "repo1", "feature", "main");
             put(&service, "repo1", "main", "staged", "s");
             remove(&service, "repo1", "main", "bulk/0000");
             call("PUT", "/repositories/repo1/settings/branch_protection")
