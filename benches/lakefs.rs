@@ -13,14 +13,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use perago::config::Secret;
-use perago::devserver::faults::FaultRule;
-use perago::devserver::{DevServer, DevServerOptions};
-use perago::execution::{StageRequest, WorkspaceRef};
-use perago::lakefs::store::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
-use perago::lakefs::{ClientOptions, LakefsClient, UploadSource, download_prefix, stage_changes};
-use perago::task::{AttemptIdentity, CancelToken};
-use perago::workspace::{ChangeSet, Snapshot, diff};
+use perago::__private::{ChangeSet, Snapshot, diff};
+use perago::__private::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
+use perago::__private::{
+    LakefsClient, LakefsClientOptions as ClientOptions, UploadSource, download_prefix,
+    stage_changes,
+};
+use perago::__private::{StageRequest, WorkspaceRef};
+use perago::Secret;
+use perago::{AttemptIdentity, CancelToken};
+use perago_devserver::faults::FaultRule;
+use perago_devserver::{DevServer, DevServerOptions};
 
 const DOWNLOAD_OBJECTS: usize = 1_000;
 const OBJECT_SIZE: usize = 64 * 1024;
@@ -171,7 +174,7 @@ fn main() -> BenchResult<()> {
         for run in 0..RUNS {
             let mut identity = identity();
             identity.execution_id = format!("{}-{run}", set.len());
-            let branch = perago::execution::staging::staging_branch_name(&identity);
+            let branch = perago::__private::staging_branch_name(&identity);
             let request = StageRequest {
                 workspace: &target,
                 staging_branch: &branch,

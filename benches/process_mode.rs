@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::{DevServer, DevServerOptions};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::json;
 
@@ -29,7 +29,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(300);
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// The dev server engine's errors are plain structs; this makes them `?`-able here.
-fn engine<T>(result: Result<T, perago::devserver::conductor::EngineError>) -> BenchResult<T> {
+fn engine<T>(result: Result<T, perago_devserver::conductor::EngineError>) -> BenchResult<T> {
     result.map_err(|e| format!("dev server {}: {}", e.status, e.message).into())
 }
 

@@ -25,16 +25,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use parking_lot::Mutex;
-use perago::conductor::{
-    ClientOptions, ConductorApi, ConductorClient, ConductorError, PolledTask, TaskUpdate,
-    UpdateStatus,
+use perago::__private::LiveOwners;
+use perago::__private::{AttemptEnv, NoFence, run_attempt};
+use perago::__private::{
+    ConductorApi, ConductorClient, ConductorClientOptions as ClientOptions, ConductorError,
+    PolledTask, TaskUpdate, UpdateStatus,
 };
-use perago::config::{ConductorConfig, RuntimeConfig};
-use perago::devserver::{DevServer, DevServerOptions};
-use perago::execution::{AttemptEnv, NoFence, run_attempt};
-use perago::runtime::Runtime;
-use perago::task::{AttemptIdentity, CancelToken};
-use perago::workspace::LiveOwners;
+use perago::Runtime;
+use perago::{AttemptIdentity, CancelToken};
+use perago::{ConductorConfig, RuntimeConfig};
+use perago_devserver::{DevServer, DevServerOptions};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 
@@ -214,7 +214,7 @@ fn run_attempt_alone(n: usize) -> Duration {
             reference_task_name: "echo".into(),
             seq: 1,
             iteration: 0,
-            execution_id: perago::workspace::new_execution_id(),
+            execution_id: perago::__private::new_execution_id(),
             worker_id: "w0001".into(),
         };
         let report = run_attempt(&task, &identity, &input, &env);

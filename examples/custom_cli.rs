@@ -9,7 +9,7 @@
 
 use std::process::ExitCode;
 
-use perago::registry::Targets;
+use perago::Targets;
 use perago::{DeclarationError, Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

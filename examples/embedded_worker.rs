@@ -15,12 +15,12 @@
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use perago::conductor::ConductorClient;
-use perago::config::{ConfigOverrides, RuntimeConfig, load_env};
-use perago::devserver::{DevServer, DevServerOptions};
-use perago::runtime::Runtime;
-use perago::taskdef::task_def;
+use perago::__private::ConductorClient;
+use perago::Runtime;
+use perago::task_def;
+use perago::{__private::load_env, ConfigOverrides, RuntimeConfig};
 use perago::{DeclarationError, Task, TaskContext, TaskError};
+use perago_devserver::{DevServer, DevServerOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -9,8 +9,8 @@ use globset::GlobBuilder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::guardrail::Guardrail;
 use crate::registry::Targets;
+use crate::task::guardrail::Guardrail;
 use crate::task::{
     DeclarationError, LimitControls, RetryControls, RetryLogic, Task, TaskContext, TaskControls,
     TaskError, TimeoutControls, WorkspaceSpec,

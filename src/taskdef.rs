@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::schema::envelope;
 use crate::task::Task;
+use crate::task::schema::envelope;
 
 /// Builds the TaskDef JSON of `task`.
 pub fn task_def(task: &Task) -> Value {

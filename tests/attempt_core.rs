@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use perago::execution::{
+use perago::__private::{
     AttemptEnv, AttemptFence, AttemptReport, FenceError, LocalDirStore, NoFence, StageRequest,
     StoreError, WorkspaceRef, WorkspaceStore, run_attempt,
 };
-use perago::result::{Phase, TaskStatus};
-use perago::task::{AttemptIdentity, CancelSource, CancelToken};
-use perago::workspace::{LiveOwners, Snapshot};
+use perago::__private::{LiveOwners, Snapshot};
+use perago::{AttemptIdentity, CancelSource, CancelToken};
 use perago::{Guardrail, Task, TaskContext, TaskError, WorkspaceSpec};
+use perago::{Phase, TaskStatus};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

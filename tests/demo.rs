@@ -1,7 +1,7 @@
 //! The one-command main job, small: every workflow completes and the publications show up
 //! as commits on the target branch.
 
-use perago::demo::{DemoOptions, run_demo};
+use perago::__private::{DemoOptions, run_demo};
 
 #[test]
 fn the_demo_completes_and_prints_the_commit_history() {

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harness::{Env, FailAtFence, identity, ws_input};
-use perago::execution::NoFence;
-use perago::execution::staging::staging_branch_name;
-use perago::result::{Phase, TaskStatus};
-use perago::task::{CancelSource, CancelToken, PublishBudget, TaskControls};
+use perago::__private::NoFence;
+use perago::__private::staging_branch_name;
+use perago::{CancelSource, CancelToken, PublishBudget, TaskControls};
 use perago::{Guardrail, Task, TaskContext, TaskError, WorkspaceSpec};
+use perago::{Phase, TaskStatus};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -91,7 +91,7 @@ fn body(ctx: &TaskContext, params: Params) -> Result<Output, TaskError> {
 }
 
 fn walk_count(root: &std::path::Path) -> usize {
-    perago::workspace::Snapshot::scan(root)
+    perago::__private::Snapshot::scan(root)
         .map(|s| s.len())
         .unwrap_or_default()
 }
@@ -587,8 +587,8 @@ fn workspace_free_tasks_need_no_lakefs() {
         Ok(t) => t,
         Err(e) => panic!("{e}"),
     };
-    let owners = perago::workspace::LiveOwners::new();
-    let env = perago::execution::AttemptEnv {
+    let owners = perago::__private::LiveOwners::new();
+    let env = perago::__private::AttemptEnv {
         workspace_root: root.path(),
         store: None,
         fence: &NoFence,
@@ -597,7 +597,7 @@ fn workspace_free_tasks_need_no_lakefs() {
         cancel: CancelToken::never(),
     };
     let report =
-        perago::execution::run_attempt(&task, &identity(), &json!({"params": {"mode": "x"}}), &env);
+        perago::__private::run_attempt(&task, &identity(), &json!({"params": {"mode": "x"}}), &env);
     assert_eq!(report.result.status, TaskStatus::Completed, "{report:?}");
 }
 

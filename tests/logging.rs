@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use log::LevelFilter;
-use perago::logging::{
+use perago::__private::{
     LogFileName, LogRole, LogSettings, LoggingError, init_logging, parse_log_file_name,
     worker_log_dir,
 };

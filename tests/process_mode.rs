@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use perago::__private::{LakefsClient, UploadSource};
+use perago::__private::{MARKER_FILE_NAME, Marker, SUPERVISOR_LOCK_FILE_NAME};
+use perago::CancelToken;
 use perago::cli::exit_code;
-use perago::config::{LakefsConfig, Secret};
-use perago::devserver::faults::FaultRule;
-use perago::devserver::{DevServer, DevServerOptions};
-use perago::lakefs::{LakefsClient, UploadSource};
-use perago::task::CancelToken;
-use perago::workspace::{MARKER_FILE_NAME, Marker, SUPERVISOR_LOCK_FILE_NAME};
+use perago::{LakefsConfig, Secret};
+use perago_devserver::faults::FaultRule;
+use perago_devserver::{DevServer, DevServerOptions};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 

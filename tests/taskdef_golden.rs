@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use perago::taskdef::render_task_def;
+use perago::render_task_def;
 
 fn golden_path(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +40,7 @@ fn example_taskdefs_match_their_golden_files() {
 #[test]
 fn taskdef_key_order_is_the_contract() {
     let task = perago::examples::features_build().unwrap();
-    let def = perago::taskdef::task_def(&task);
+    let def = perago::task_def(&task);
     let keys: Vec<&str> = def
         .as_object()
         .unwrap()
@@ -70,7 +70,7 @@ fn taskdef_key_order_is_the_contract() {
             "outputSchema",
         ]
     );
-    let free = perago::taskdef::task_def(&perago::examples::echo().unwrap());
+    let free = perago::task_def(&perago::examples::echo().unwrap());
     let object = free.as_object().unwrap();
     assert!(!object.contains_key("description"));
     assert!(!object.contains_key("concurrentExecLimit"));

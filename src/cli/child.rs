@@ -8,12 +8,13 @@
 
 use std::num::NonZeroUsize;
 
+use super::serve::run_worker_process;
+use super::supervise::{SupervisorOptions, exit_code_for, run_supervisor};
 use super::{CliError, CommandResult, exit_code, load_config};
-use crate::conductor::error_chain;
 use crate::config::{ConfigOverrides, RuntimeConfig};
 use crate::registry::Targets;
-use crate::runtime::run_worker_process;
-use crate::supervisor::{SupervisorOptions, die_with_parent, exit_code_for, run_supervisor};
+use crate::supervisor::die_with_parent;
+use crate::util::error_chain;
 
 /// `perago start` in process mode, after its checks: supervises `jobs` children.
 pub(crate) fn run_supervisor_cli(
@@ -66,7 +67,7 @@ mod tests {
     use clap::Parser;
 
     use super::super::{Cli, Command};
-    use crate::supervisor::ChildLauncher;
+    use crate::supervisor::child::ChildLauncher;
 
     #[test]
     fn the_launcher_command_line_parses_as_the_hidden_subcommand() {

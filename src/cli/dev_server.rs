@@ -8,7 +8,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::{CliError, CommandResult, exit_code};
-use crate::devserver::{DevServer, DevServerOptions};
+use perago_devserver::{DevServer, DevServerOptions};
 
 pub(crate) fn run(addr: Option<SocketAddr>, data_dir: Option<PathBuf>) -> CommandResult {
     // Register the handlers before serving, so a signal never kills a half-saved server.

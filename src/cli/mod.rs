@@ -8,10 +8,15 @@
 mod check;
 mod child;
 mod config_cmd;
+#[cfg(feature = "dev-server")]
+pub(crate) mod demo;
+#[cfg(feature = "dev-server")]
 mod dev_server;
 mod extract;
 mod run;
+mod serve;
 mod start;
+mod supervise;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -95,6 +100,7 @@ enum Command {
         #[arg(long)]
         apply: bool,
     },
+    #[cfg(feature = "dev-server")]
     /// The one-command main job: dev server, example workers, a batch of workflows.
     Demo {
         /// Echo + metadata workflows to run.
@@ -110,6 +116,7 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    #[cfg(feature = "dev-server")]
     /// Serve the local Conductor + lakeFS compatible dev server until SIGINT/SIGTERM.
     DevServer {
         /// Listen address (default 127.0.0.1:0, a free port).
@@ -153,7 +160,7 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error(transparent)]
-    Serve(#[from] crate::runtime::ServeError),
+    Serve(#[from] serve::ServeError),
     #[error("{0}")]
     Message(String),
 }
@@ -202,12 +209,14 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             workspace_dir,
             apply,
         } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
+        #[cfg(feature = "dev-server")]
         Command::Demo {
             workflows,
             threads,
             publications,
             no_progress,
         } => demo(workflows, threads, publications, !no_progress),
+        #[cfg(feature = "dev-server")]
         Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
         Command::Start {
             target,
@@ -228,14 +237,15 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
     }
 }
 
+#[cfg(feature = "dev-server")]
 fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -> CommandResult {
-    let options = crate::demo::DemoOptions {
+    let options = demo::DemoOptions {
         workflows,
         threads,
         publications,
         progress,
     };
-    let report = crate::demo::run_demo(&options, &mut std::io::stdout())
+    let report = demo::run_demo(&options, &mut std::io::stdout())
         .map_err(|err| CliError::Message(err.to_string()))?;
     Ok(if report.failed == 0 {
         exit_code::OK

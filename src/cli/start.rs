@@ -8,11 +8,12 @@
 //! after a clean drain and [`exit_code::ATTEMPTS_ABANDONED`] or
 //! [`exit_code::RUNTIME_FAILURE`] otherwise.
 
+use super::serve::{ServeOptions, exit_code_for, serve};
 use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
-use crate::conductor::{ConductorClient, error_chain};
+use crate::conductor::ConductorClient;
 use crate::config::{ConfigOverrides, ExecutionMode};
 use crate::registry::Targets;
-use crate::runtime::{ServeOptions, exit_code_for, serve};
+use crate::util::error_chain;
 
 pub(crate) fn run(
     targets: &Targets,

@@ -169,18 +169,6 @@ impl ConductorError {
     }
 }
 
-/// Renders an error with its chain of causes, `outer: inner: innermost`, for one log field.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +234,6 @@ mod tests {
             )),
         );
         assert!(io.is_retryable());
-        assert!(error_chain(&io).starts_with("POST http://h/api/tasks failed: "));
+        assert!(crate::util::error_chain(&io).starts_with("POST http://h/api/tasks failed: "));
     }
 }

@@ -23,5 +23,5 @@ mod resolver;
 
 pub use api::ConductorApi;
 pub use client::{ClientOptions, ConductorClient};
-pub use error::{ConductorError, TimeoutPhase, error_chain};
-pub use model::{PolledTask, TaskUpdate, UpdateStatus};
+pub use error::ConductorError;
+pub use model::{PolledTask, TaskUpdate};

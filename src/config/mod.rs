@@ -15,11 +15,7 @@ pub mod render;
 pub mod runtime;
 pub mod secret;
 
-pub use dotenv::{DOTENV_FILE_NAME, load_env, parse_dotenv, read_dotenv_file};
-pub use parse::{
-    ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
-    DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
-    default_worker_id_prefix, vars,
-};
+pub use dotenv::load_env;
+pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
-pub use secret::{REDACTED, Secret};
+pub use secret::Secret;

@@ -20,9 +20,9 @@ use serde_json::Value;
 use super::input::{ParsedInput, completed_output, parse_input, workspace_output};
 use super::staging::staging_branch_name;
 use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
-use crate::guardrail::{GuardrailPhase, check_all};
 use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
 use crate::task::contract::HandlerError;
+use crate::task::guardrail::{GuardrailPhase, check_all};
 use crate::task::{AttemptIdentity, CancelToken, Task, TaskContext, TaskError};
 use crate::workspace::{
     AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, create_attempt_dir, diff, new_owner_token,

@@ -5,8 +5,8 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 
 use super::store::WorkspaceRef;
-use crate::schema::{CompiledSchema, workspace_schema};
 use crate::task::Task;
+use crate::task::schema::{CompiledSchema, workspace_schema};
 
 /// The validated parts of an attempt's `inputData`.
 #[derive(Debug, Clone)]

@@ -12,7 +12,8 @@
 //! held as a [`Secret`]; no `Debug`, error or log line ever contains it.
 
 use std::collections::BTreeMap;
-use std::error::Error;
+
+use crate::util::error_chain;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -1089,21 +1090,6 @@ impl LakefsClient {
         call.total_timeout = Some(timeout.unwrap_or(self.options.default_merge_timeout));
         self.no_content(&call, cancel)
     }
-}
-
-/// Renders an error with its causes: `outer: cause: root cause`.
-pub(crate) fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {

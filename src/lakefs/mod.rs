@@ -18,8 +18,7 @@ pub mod publish;
 pub mod stage;
 pub mod store;
 
-pub use client::{ClientOptions, LakefsClient, LakefsError, ObjectBody, UploadSource};
-pub use download::{DownloadError, UnsafePathReason, check_relative_path, download_prefix};
-pub use publish::{PublishError, PublishPath, Published, publish_noop, publish_staged};
-pub use stage::{StageError, StageStats, stage_changes};
+pub use client::{ClientOptions, LakefsClient, UploadSource};
+pub use download::download_prefix;
+pub use stage::stage_changes;
 pub use store::LakefsStore;

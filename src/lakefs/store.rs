@@ -5,13 +5,14 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Duration;
 
-use super::client::{LakefsClient, LakefsError, error_chain};
+use super::client::{LakefsClient, LakefsError};
 use super::download::download_prefix;
 use super::publish::{Published, publish_noop, publish_staged};
 use super::stage::stage_changes;
 use crate::config::LakefsConfig;
 use crate::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
 use crate::task::CancelToken;
+use crate::util::error_chain;
 use crate::workspace::Snapshot;
 
 /// Default number of concurrent object downloads per attempt.
@@ -36,7 +37,7 @@ pub struct LakefsStore {
     upload_parallelism: usize,
 }
 
-fn store_error(error: &dyn Error) -> StoreError {
+fn store_error(error: &(dyn Error + 'static)) -> StoreError {
     StoreError::new(error_chain(error))
 }
 

@@ -235,7 +235,7 @@ mod tests {
         let Some(t) = utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).single() else {
             panic!("valid time");
         };
-        (t + chrono::Duration::milliseconds(678)).with_timezone(&super::super::LOG_UTC_OFFSET)
+        (t + chrono::Duration::milliseconds(678)).with_timezone(&super::super::path::LOG_UTC_OFFSET)
     }
 
     fn render(record: &Record<'_>) -> Value {

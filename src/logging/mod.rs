@@ -17,10 +17,7 @@ pub mod init;
 pub mod path;
 pub mod retention;
 
-pub use format::{LineContext, LogRole, RESERVED_KEYS, record_to_json, write_json_line};
-pub use init::{LogSettings, LoggingError, LoggingGuard, init_logging};
-pub use path::{
-    LOG_FILE_SUFFIX, LOG_UTC_OFFSET, LogFileName, format_started, log_file_path,
-    parse_log_file_name, rotated_file_path, safe_path_component, worker_log_dir,
-};
+pub use format::LogRole;
+pub use init::{LogSettings, LoggingError, init_logging};
+pub use path::{parse_log_file_name, worker_log_dir};
 pub use retention::sweep_retention;

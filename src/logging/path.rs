@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 
+use crate::util::safe_path_component;
+
 /// The fixed UTC+08:00 offset every perago log timestamp and log file name uses.
 ///
 /// The reference implementation writes all log times in this offset regardless of the host's
@@ -20,35 +22,6 @@ pub const LOG_UTC_OFFSET: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
 
 /// Suffix of every perago log file, live or rotated.
 pub const LOG_FILE_SUFFIX: &str = "jsonl";
-
-/// Turns an arbitrary string into one safe file-system path component.
-///
-/// The rule (shared by log directories and attempt workspace directories, SPEC §8 and §11):
-/// 1. every run of one or more characters outside `[A-Za-z0-9_.=-]` becomes a single `_`;
-/// 2. leading and trailing `.` and `_` characters are trimmed;
-/// 3. an empty result becomes `unknown`.
-///
-/// The result therefore never contains a path separator, is never `.` or `..`, never starts
-/// with a dot (no hidden files) and is never empty.
-pub fn safe_path_component(s: &str) -> String {
-    let mut replaced = String::with_capacity(s.len());
-    let mut in_unsafe_run = false;
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '=' | '-') {
-            replaced.push(c);
-            in_unsafe_run = false;
-        } else if !in_unsafe_run {
-            replaced.push('_');
-            in_unsafe_run = true;
-        }
-    }
-    let trimmed = replaced.trim_matches(|c| c == '.' || c == '_');
-    if trimmed.is_empty() {
-        "unknown".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
-}
 
 /// Formats a process start time the way log file names carry it: `YYYYMMDDTHHMMSS+0800`.
 ///
@@ -148,33 +121,6 @@ pub fn parse_log_file_name(name: &str) -> Option<LogFileName> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn safe_path_component_rules() {
-        let cases = [
-            ("plain", "plain"),
-            ("app.workers.features_build", "app.workers.features_build"),
-            ("key=value-1", "key=value-1"),
-            ("a/b", "a_b"),
-            ("a//\\b", "a_b"),
-            ("a b  c", "a_b_c"),
-            ("../../etc/passwd", "etc_passwd"),
-            ("..", "unknown"),
-            (".", "unknown"),
-            ("", "unknown"),
-            ("___", "unknown"),
-            ("/", "unknown"),
-            (".hidden", "hidden"),
-            ("_x_", "x"),
-            ("täsk", "t_sk"),
-            ("日本", "unknown"),
-            ("a\u{0}b", "a_b"),
-            ("x.-=y", "x.-=y"),
-        ];
-        for (input, expected) in cases {
-            assert_eq!(safe_path_component(input), expected, "input {input:?}");
-        }
-    }
 
     #[test]
     fn log_file_path_layout() {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::path::{LogFileName, parse_log_file_name};
-use crate::workspace::pid_is_alive;
+use crate::util::pid_is_alive;
 
 /// Deletes the expired log files in one worker log directory and returns how many it deleted.
 ///

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::backoff::{ExponentialBackoff, RetryPolicy};
 use super::counters::Counters;
 use super::error::RuntimeError;
 use super::fence::ConductorFence;
@@ -26,6 +25,7 @@ use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::task::Task;
+use crate::util::backoff::{Backoff, RetryPolicy};
 use crate::workspace::{LiveOwners, acquire_supervisor_lock};
 
 /// Defaults of the tuning knobs; see the [`RuntimeBuilder`] methods.
@@ -39,13 +39,13 @@ pub mod defaults {
     /// First delay of the empty-poll backoff.
     pub const EMPTY_POLL_FIRST_DELAY: Duration = Duration::from_millis(2);
     /// Backoff after failed polls.
-    pub const POLL_ERROR_BACKOFF: ExponentialBackoff =
-        ExponentialBackoff::new(Duration::from_millis(250), Duration::from_secs(10));
+    pub const POLL_ERROR_BACKOFF: Backoff =
+        Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     /// Tries of a result update (6 tries over about 15 s).
     pub const UPDATE_ATTEMPTS: u32 = 6;
     /// Backoff between result update tries.
-    pub const UPDATE_BACKOFF: ExponentialBackoff =
-        ExponentialBackoff::new(Duration::from_millis(500), Duration::from_secs(8));
+    pub const UPDATE_BACKOFF: Backoff =
+        Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
     /// How long cancelled attempts get to end before they are abandoned.
     pub const FORCE_GRACE: Duration = Duration::from_secs(5);
 }
@@ -105,7 +105,7 @@ pub struct RuntimeBuilder {
     log_dir: Option<PathBuf>,
     poll_wait: Duration,
     poll_interval: Duration,
-    poll_error_backoff: ExponentialBackoff,
+    poll_error_backoff: Backoff,
     update_retry: RetryPolicy,
     force_grace: Duration,
 }
@@ -185,7 +185,7 @@ impl RuntimeBuilder {
     }
 
     /// Backoff after failed polls (default 250 ms doubling to 10 s, jittered).
-    pub fn poll_error_backoff(mut self, backoff: ExponentialBackoff) -> Self {
+    pub fn poll_error_backoff(mut self, backoff: Backoff) -> Self {
         self.poll_error_backoff = backoff;
         self
     }
@@ -323,7 +323,7 @@ impl RuntimeBuilder {
             drain: shutdown.drain_token(),
             _panic: PanicGuard::new(&shutdown, "poller"),
             wait: self.poll_wait,
-            empty_backoff: ExponentialBackoff::new(
+            empty_backoff: Backoff::new(
                 defaults::EMPTY_POLL_FIRST_DELAY.min(self.poll_interval),
                 self.poll_interval,
             ),

@@ -71,7 +71,7 @@ fn read_failed(identity: &AttemptIdentity, error: &ConductorError) -> FenceError
     FenceError::new(format!(
         "attempt fence could not read task {}: {}",
         identity.task_id,
-        crate::conductor::error_chain(error)
+        crate::util::error_chain(error)
     ))
 }
 

@@ -26,8 +26,9 @@ use crossbeam_channel::{Receiver, Sender, at, never, select};
 use parking_lot::Mutex;
 
 use super::counters::Counters;
-use crate::conductor::{ConductorApi, error_chain};
+use crate::conductor::ConductorApi;
 use crate::task::CancelToken;
+use crate::util::error_chain;
 
 /// Share of the response timeout after which a heartbeat is sent.
 pub const LEASE_THRESHOLD: f64 = 0.8;

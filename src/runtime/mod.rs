@@ -22,13 +22,10 @@
 //! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`: one file per thread.
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
 //! - [`backoff`]: delay iterators; [`counters`]: the live counters.
-//! - [`entry`]: [`serve`] and [`run_worker_process`], the process-level entry points.
 //! - [`error`](mod@error): [`RuntimeError`].
 
-pub mod backoff;
 pub mod builder;
 pub mod counters;
-pub mod entry;
 pub mod error;
 pub mod fence;
 mod gc_timer;
@@ -42,11 +39,9 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use backoff::{ExponentialBackoff, Jittered, RetryPolicy};
-pub use builder::{Runtime, RuntimeBuilder, worker_id};
+pub use builder::{Runtime, RuntimeBuilder};
 pub use counters::CountersSnapshot;
-pub use entry::{ServeError, ServeOptions, exit_code_for, run_worker_process, serve};
 pub use error::RuntimeError;
 pub use fence::ConductorFence;
 pub use handle::{RuntimeExit, RuntimeHandle};
-pub use shutdown::{AttemptCancel, Shutdown, ShutdownReason};
+pub use shutdown::ShutdownReason;

@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
-use super::backoff::ExponentialBackoff;
 use super::counters::Counters;
 use super::shutdown::PanicGuard;
-use crate::conductor::{ConductorApi, PolledTask, error_chain};
+use crate::conductor::{ConductorApi, PolledTask};
 use crate::task::CancelToken;
+use crate::util::backoff::Backoff;
+use crate::util::error_chain;
 
 /// The poller's state.
 pub(crate) struct Poller {
@@ -36,8 +37,8 @@ pub(crate) struct Poller {
     pub(crate) _panic: PanicGuard,
     /// Long-poll wait sent to the server.
     pub(crate) wait: Duration,
-    pub(crate) empty_backoff: ExponentialBackoff,
-    pub(crate) error_backoff: ExponentialBackoff,
+    pub(crate) empty_backoff: Backoff,
+    pub(crate) error_backoff: Backoff,
 }
 
 /// How far to take off error delays at random.

@@ -239,6 +239,7 @@ impl Shutdown {
     }
 
     /// Number of registered (running) attempts.
+    #[cfg(test)]
     pub fn attempts_running(&self) -> usize {
         self.inner.state.lock().attempts.len()
     }

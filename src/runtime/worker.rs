@@ -15,15 +15,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, select};
 use log::kv::{self, Key, Source, Value, VisitSource};
 
-use super::backoff::RetryPolicy;
 use super::counters::Counters;
 use super::fence::ConductorFence;
 use super::lease::{Leases, lease_interval};
 use super::shutdown::{PanicGuard, Shutdown};
-use crate::conductor::{ConductorApi, PolledTask, TaskUpdate, error_chain};
+use crate::conductor::{ConductorApi, PolledTask, TaskUpdate};
 use crate::execution::{AttemptEnv, AttemptReport, WorkspaceStore, run_attempt};
 use crate::result::{Phase, TaskStatus};
 use crate::task::{AttemptIdentity, Task};
+use crate::util::backoff::RetryPolicy;
+use crate::util::error_chain;
 use crate::workspace::LiveOwners;
 
 /// What every worker shares, behind one `Arc`.

@@ -8,11 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::runtime::backoff::{Exponential, ExponentialBackoff};
+use crate::util::backoff::{Backoff, Exponential};
 
 /// The SPEC §10 restart delays: doubling from 1 s, capped at 30 s.
-pub const RESTART_DELAYS: ExponentialBackoff =
-    ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(30));
+pub const RESTART_DELAYS: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// A child that ran at least this long before exiting counts as healthy: its slot's delays
 /// start over from the first one. Twice the longest delay, so a child that keeps crashing
@@ -26,7 +25,7 @@ pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// spawn. A spawn that fails counts as an immediate exit (no `started`).
 #[derive(Debug, Clone)]
 pub struct RestartBackoff {
-    policy: ExponentialBackoff,
+    policy: Backoff,
     healthy_run: Duration,
     delays: Exponential,
     started_at: Option<Instant>,
@@ -39,7 +38,7 @@ impl RestartBackoff {
     }
 
     /// Other delays and reset threshold (tests use short ones).
-    pub fn with_policy(policy: ExponentialBackoff, healthy_run: Duration) -> RestartBackoff {
+    pub fn with_policy(policy: Backoff, healthy_run: Duration) -> RestartBackoff {
         RestartBackoff {
             policy,
             healthy_run,
@@ -133,7 +132,7 @@ mod tests {
     #[test]
     fn custom_policy() {
         let mut backoff = RestartBackoff::with_policy(
-            ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(25)),
+            Backoff::new(Duration::from_millis(10), Duration::from_millis(25)),
             Duration::from_millis(100),
         );
         let now = Instant::now();

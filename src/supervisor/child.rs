@@ -20,7 +20,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::config::vars::PERAGO_WORKER_ID;
+use crate::config::parse::vars::PERAGO_WORKER_ID;
 
 /// The hidden CLI subcommand a supervised child runs. Not for direct use.
 pub const CHILD_SUBCOMMAND: &str = "__perago-child";

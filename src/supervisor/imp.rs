@@ -39,9 +39,9 @@ use super::child::child_worker_id;
 use super::signals::StopRequest;
 use super::unix::{ChildSignal, signal_child};
 use super::waiter::{ChildExited, spawn_waiter};
-use crate::conductor::error_chain;
 use crate::logging::{sweep_retention, worker_log_dir};
-use crate::runtime::backoff::ExponentialBackoff;
+use crate::util::backoff::Backoff;
+use crate::util::error_chain;
 use crate::workspace::{remove_for_owner, sweep};
 
 /// Builds the command of one child from its worker id (the real one re-executes the current
@@ -65,7 +65,7 @@ pub(crate) struct SupervisorSettings {
     /// Log directories to prune on each GC tick, when file logging is on.
     pub(crate) logs: Option<LogPruning>,
     /// Restart delays (the SPEC's by default).
-    pub(crate) restart_delays: ExponentialBackoff,
+    pub(crate) restart_delays: Backoff,
     /// A child that ran this long counts as healthy.
     pub(crate) healthy_run: Duration,
 }
@@ -689,10 +689,7 @@ mod tests {
                 gc_interval: Duration::from_secs(3600),
                 force_kill_after: force,
                 logs: None,
-                restart_delays: ExponentialBackoff::new(
-                    Duration::from_millis(10),
-                    Duration::from_millis(40),
-                ),
+                restart_delays: Backoff::new(Duration::from_millis(10), Duration::from_millis(40)),
                 healthy_run: Duration::from_secs(3600),
             }
         }

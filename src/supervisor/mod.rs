@@ -2,7 +2,6 @@
 //! processes, each a thread runtime with one worker thread, restarts them with backoff, and
 //! stops them with a polite signal, a deadline and SIGKILL.
 //!
-//! - [`entry`]: [`run_supervisor`], the process-level entry (log, lock, sweeps, signals).
 //! - [`imp`]: the main loop, the one owner of the children; [`SupervisorExit`].
 //! - [`child`]: the hidden subcommand [`CHILD_SUBCOMMAND`], [`ChildLauncher`] and
 //!   [`child_worker_id`]: how a child is started and learns its worker id.
@@ -28,17 +27,10 @@
 
 pub mod backoff;
 pub mod child;
-pub mod entry;
 pub mod imp;
-mod signals;
+pub(crate) mod signals;
 pub mod unix;
 mod waiter;
 
-pub use backoff::{HEALTHY_RUN, RESTART_DELAYS, RestartBackoff};
-pub use child::{
-    CHILD_SUBCOMMAND, ChildLauncher, CurrentExeError, SUPERVISOR_PID_ARG, child_worker_id,
-};
-pub use entry::{SupervisorError, SupervisorOptions, exit_code_for, run_supervisor};
-pub use imp::{KillReason, KilledChild, SpawnError, SupervisorExit, UncleanExit};
-pub use signals::StopRequest;
-pub use unix::{ChildSignal, ParentDeathError, die_with_parent};
+pub use child::{CHILD_SUBCOMMAND, SUPERVISOR_PID_ARG};
+pub use unix::die_with_parent;

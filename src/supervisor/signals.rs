@@ -21,6 +21,7 @@ pub struct StopRequest {
 
 impl StopRequest {
     /// A stop request forwarding SIGTERM.
+    #[cfg(test)]
     pub const TERMINATE: StopRequest = StopRequest {
         forward: ChildSignal::Terminate,
     };

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::context::TaskContext;
 use super::controls::TaskControls;
 use super::error::TaskError;
+use super::schema::{CompiledSchema, SchemaRole, object_schema_for};
 use super::workspace_spec::WorkspaceSpec;
-use crate::schema::{CompiledSchema, SchemaRole, object_schema_for};
 
 /// A mistake in a task declaration, reported when the task is built — never at the first poll.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

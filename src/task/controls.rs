@@ -16,7 +16,7 @@ pub enum RetryLogic {
     #[default]
     Fixed,
     /// `delay × 2^retryCount`.
-    ExponentialBackoff,
+    Backoff,
     /// `delay × (retryCount + 1)`.
     LinearBackoff,
 }

@@ -39,7 +39,7 @@ impl TaskError {
     pub fn reason(&self) -> String {
         match self {
             TaskError::Failed(reason) | TaskError::Terminal(reason) => reason.clone(),
-            TaskError::Other(error) => crate::conductor::error_chain(error.as_ref()),
+            TaskError::Other(error) => crate::util::error_chain(error.as_ref()),
         }
     }
 }

@@ -6,12 +6,16 @@
 //! - [`context`]: the [`TaskContext`] a body receives.
 //! - [`cancel`]: cooperative cancellation tokens.
 //! - [`error`]: [`TaskError`], the body's failure type.
+//! - [`guardrail`]: file-shape checks before and after the body.
+//! - [`schema`]: JSON Schemas from the Rust types, and validation against them.
 
 pub mod cancel;
 pub mod context;
 pub mod contract;
 pub mod controls;
 pub mod error;
+pub mod guardrail;
+pub mod schema;
 pub mod workspace_spec;
 
 pub use cancel::{CancelSource, CancelToken, Cancelled};
@@ -22,4 +26,5 @@ pub use controls::{
     TimeoutPolicy,
 };
 pub use error::TaskError;
+pub use guardrail::{Guardrail, GuardrailPhase};
 pub use workspace_spec::WorkspaceSpec;

@@ -1,7 +1,7 @@
 //! The workspace declaration of a task: which lakeFS prefix it sees, its guardrails, and
 //! whether it may publish.
 
-use crate::guardrail::{Guardrail, has_drive_letter};
+use super::guardrail::{Guardrail, has_drive_letter};
 
 use super::DeclarationError;
 

@@ -41,7 +41,7 @@ impl SweepReport {
         for error in &self.errors {
             log::warn!(
                 sweep = kind,
-                error = crate::conductor::error_chain(error).as_str();
+                error = crate::util::error_chain(error).as_str();
                 "workspace gc could not remove an attempt workspace"
             );
         }
@@ -156,6 +156,7 @@ pub fn sweep(
 ///
 /// The supervisor calls this after that child died (its attempts can no longer be running);
 /// workspaces of every other owner are counted as kept.
+#[cfg(feature = "cli")]
 pub fn remove_for_owner(root: &Path, worker_id: &str, pid: u32) -> SweepReport {
     sweep(root, Duration::ZERO, SystemTime::now(), &|marker| {
         !(marker.owner_worker_id == worker_id && marker.owner_pid == pid)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::WorkspaceError;
-use super::owners::pid_is_alive;
+use crate::util::pid_is_alive;
 
 /// File name of the lock inside the workspace root.
 pub const SUPERVISOR_LOCK_FILE_NAME: &str = ".perago-supervisor.lock";

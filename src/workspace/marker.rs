@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use super::safe_name;
+use crate::util::safe_path_component as safe_name;
 
 /// File name of the marker inside every attempt workspace.
 pub const MARKER_FILE_NAME: &str = ".perago-attempt.json";

@@ -23,19 +23,14 @@ pub mod snapshot;
 pub mod walk;
 
 pub use attempt_dir::{AttemptDir, create_attempt_dir, new_execution_id};
-pub use gc::{SweepError, SweepReport, remove_for_owner, sweep};
+#[cfg(feature = "cli")]
+pub use gc::remove_for_owner;
+pub use gc::sweep;
 pub use lock::{SUPERVISOR_LOCK_FILE_NAME, SupervisorLock, acquire_supervisor_lock};
-pub use marker::{MARKER_FILE_NAME, Marker, MarkerError};
-pub use owners::{LiveOwners, OwnerGuard, new_owner_token, pid_is_alive};
-pub use snapshot::{
-    ChangeSet, FileState, HashingWriter, Snapshot, SnapshotError, diff, hash_reader,
-};
-pub use walk::{WalkError, WorkspaceEntry, walk};
-
-/// The safe path-component rule for attempt directory names (SPEC §8). It is the same rule
-/// as for log paths, so it is the same function: see
-/// [`safe_path_component`](crate::logging::safe_path_component).
-pub use crate::logging::safe_path_component as safe_name;
+pub use marker::{MARKER_FILE_NAME, Marker};
+pub use owners::{LiveOwners, new_owner_token};
+pub use snapshot::{ChangeSet, FileState, HashingWriter, Snapshot, diff};
+pub use walk::{WorkspaceEntry, walk};
 
 /// Failure to create, remove or lock workspaces.
 #[derive(Debug, thiserror::Error)]

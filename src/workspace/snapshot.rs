@@ -252,12 +252,8 @@ impl<W: Write> HashingWriter<W> {
         }
     }
 
-    /// The inner writer.
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
     /// Bytes written so far.
+    #[cfg(test)]
     pub fn size(&self) -> u64 {
         self.size
     }

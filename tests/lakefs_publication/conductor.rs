@@ -6,13 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perago::conductor::{ClientOptions, ConductorApi, ConductorClient, PolledTask};
-use perago::config::{ConductorConfig, RuntimeConfig};
-use perago::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
-use perago::result::{Phase, TaskStatus};
-use perago::runtime::{ConductorFence, Runtime};
-use perago::task::{AttemptIdentity, CancelToken};
-use perago::workspace::{LiveOwners, Snapshot};
+use perago::__private::{
+    ConductorApi, ConductorClient, ConductorClientOptions as ClientOptions, PolledTask,
+};
+use perago::__private::{LiveOwners, Snapshot};
+use perago::__private::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
+use perago::{__private::ConductorFence, Runtime};
+use perago::{AttemptIdentity, CancelToken};
+use perago::{ConductorConfig, RuntimeConfig};
+use perago::{Phase, TaskStatus};
 use serde_json::{Value, json};
 
 use super::harness::{self, Env};
@@ -221,10 +223,7 @@ fn a_features_build_workflow_chains_its_output_workspace_into_catalog_read() {
     let read = perago::examples::catalog_read().unwrap_or_else(|e| panic!("{e}"));
     register(
         &env,
-        &[
-            perago::taskdef::task_def(&build),
-            perago::taskdef::task_def(&read),
-        ],
+        &[perago::task_def(&build), perago::task_def(&read)],
         json!({"name": "chain_wf", "version": 1, "schemaVersion": 2,
         "ownerEmail": "t@example.com",
         "tasks": [

@@ -8,13 +8,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use perago::__private::LiveOwners;
+use perago::__private::{AttemptEnv, AttemptFence, AttemptReport, FenceError, run_attempt};
+use perago::__private::{
+    LakefsClient, LakefsClientOptions as ClientOptions, LakefsStore, UploadSource,
+};
+use perago::Secret;
 use perago::Task;
-use perago::config::Secret;
-use perago::execution::{AttemptEnv, AttemptFence, AttemptReport, FenceError, run_attempt};
-use perago::lakefs::{ClientOptions, LakefsClient, LakefsStore, UploadSource};
-use perago::result::{Phase, TaskStatus};
-use perago::task::{AttemptIdentity, CancelToken};
-use perago::workspace::LiveOwners;
+use perago::{AttemptIdentity, CancelToken};
+use perago::{Phase, TaskStatus};
 use serde_json::{Value, json};
 
 pub use server::{
@@ -150,7 +152,7 @@ impl Env {
     }
 
     /// The dev server.
-    pub fn dev(&self) -> &perago::devserver::DevServer {
+    pub fn dev(&self) -> &perago_devserver::DevServer {
         self.server.dev()
     }
 
@@ -175,7 +177,7 @@ impl Env {
         task: &Task,
         identity: &AttemptIdentity,
         input: Value,
-        store: &dyn perago::execution::WorkspaceStore,
+        store: &dyn perago::__private::WorkspaceStore,
         fence: &dyn AttemptFence,
     ) -> AttemptReport {
         let env = AttemptEnv {

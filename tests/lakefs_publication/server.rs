@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use perago::devserver::faults::FaultRule;
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::faults::FaultRule;
+use perago_devserver::{DevServer, DevServerOptions};
 
-pub use perago::devserver::lakefs::routes::{
+pub use perago_devserver::lakefs::routes::{
     COMMIT, CREATE_BRANCH, DELETE_BRANCH, DELETE_OBJECT, DELETE_OBJECTS, GET_BRANCH, GET_OBJECT,
     HARD_RESET_BRANCH, MERGE, UPLOAD_OBJECT,
 };

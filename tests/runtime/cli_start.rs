@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use perago::devserver::DevServer;
-use perago::workspace::acquire_supervisor_lock;
+use perago::__private::acquire_supervisor_lock;
+use perago_devserver::DevServer;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 

@@ -3,12 +3,15 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use perago::conductor::ConductorClient;
-use perago::config::{ConductorAuth, ConductorConfig, Secret};
-use perago::devserver::DevServerOptions;
-use perago::devserver::conductor::{ConductorOptions, EmptyPoll, UpdateV2};
-use perago::devserver::faults::FaultRule;
-use perago::runtime::{ExponentialBackoff, RetryPolicy, Runtime};
+use perago::__private::ConductorClient;
+use perago::{
+    __private::{Backoff, RetryPolicy},
+    Runtime,
+};
+use perago::{ConductorAuth, ConductorConfig, Secret};
+use perago_devserver::DevServerOptions;
+use perago_devserver::conductor::{ConductorOptions, EmptyPoll, UpdateV2};
+use perago_devserver::faults::FaultRule;
 use serde_json::json;
 
 use crate::support::*;
@@ -18,21 +21,21 @@ const LONG: Duration = Duration::from_secs(25);
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
         attempts: NonZeroU32::new(12).unwrap(),
-        backoff: ExponentialBackoff::new(Duration::from_millis(5), Duration::from_millis(50)),
+        backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
     }
 }
 
 /// Four workers with quick poll-error backoff and update retries, for the fault rows.
 fn faulty_runtime(
-    server: &perago::devserver::DevServer,
+    server: &perago_devserver::DevServer,
     dir: &std::path::Path,
     target: &str,
     name: &str,
-) -> perago::runtime::RuntimeHandle {
+) -> perago::RuntimeHandle {
     Runtime::builder(config(server, dir, target, &[]), sleepy(name))
         .conductor(api(server))
         .threads(4)
-        .poll_error_backoff(ExponentialBackoff::new(
+        .poll_error_backoff(Backoff::new(
             Duration::from_millis(5),
             Duration::from_millis(100),
         ))

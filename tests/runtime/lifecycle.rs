@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
-use perago::runtime::{Runtime, ShutdownReason};
-use perago::workspace::{LiveOwners, Marker, create_attempt_dir};
+use perago::__private::{LiveOwners, Marker, create_attempt_dir};
+use perago::{Runtime, ShutdownReason};
 use serde_json::json;
 
 use crate::support::*;

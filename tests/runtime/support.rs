@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use perago::conductor::{ClientOptions, ConductorApi, ConductorClient};
-use perago::config::{ConductorConfig, RuntimeConfig};
-use perago::devserver::{DevServer, DevServerOptions};
+use perago::__private::{ConductorApi, ConductorClient, ConductorClientOptions as ClientOptions};
+use perago::{ConductorConfig, RuntimeConfig};
 use perago::{Task, TaskContext, TaskError};
+use perago_devserver::{DevServer, DevServerOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

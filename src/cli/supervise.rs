@@ -3,7 +3,7 @@
 //!
 //! In order: resolve the current executable, install the supervisor's JSONL log, take the
 //! workspace lock, sweep the root (TTL 0), watch SIGINT/SIGTERM, start the children, run the
-//! [main loop](super::imp), then a final sweep and the lock's release. The supervisor never
+//! [main loop](crate::supervisor::imp), then a final sweep and the lock's release. The supervisor never
 //! executes tasks and never talks to Conductor.
 //!
 //! The supervisor logs under its own worker id, which is the worker id **prefix** itself
@@ -17,13 +17,15 @@ use std::time::{Duration, SystemTime};
 
 use log::LevelFilter;
 
-use super::backoff::{HEALTHY_RUN, RESTART_DELAYS};
-use super::child::{ChildLauncher, CurrentExeError};
-use super::imp::{LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings};
-use super::signals;
-use crate::cli::exit_code;
+use super::exit_code;
 use crate::config::RuntimeConfig;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
+use crate::supervisor::child::{ChildLauncher, CurrentExeError};
+use crate::supervisor::imp::{
+    LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings,
+};
+use crate::supervisor::signals;
 use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep};
 
 /// What one supervisor runs.

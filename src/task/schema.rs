@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use schemars::generate::{Contract, SchemaSettings};
 use serde_json::{Map, Value, json};
 
-use crate::task::DeclarationError;
+use super::contract::DeclarationError;
 
 /// Which side of the task a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

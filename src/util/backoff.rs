@@ -1,6 +1,6 @@
 //! Retry and poll delays as plain iterators: deterministic, capped, testable without a clock.
 //!
-//! - [`ExponentialBackoff`] doubles from `initial` up to `max`. The poller uses one for
+//! - [`Backoff`] doubles from `initial` up to `max`. The poller uses one for
 //!   empty polls (2, 4, 8 … ms capped at the poll interval, reset by a non-empty poll) and one
 //!   for errors (reset by any successful poll); result updates use one for retries.
 //! - [`Jittered`] scatters delays downwards by a bounded fraction, seeded, so many workers
@@ -12,17 +12,17 @@ use std::time::Duration;
 
 /// Doubling delays from `initial`, capped at `max`; the iterator never ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExponentialBackoff {
+pub struct Backoff {
     /// The first delay.
     pub initial: Duration,
     /// No delay is longer than this.
     pub max: Duration,
 }
 
-impl ExponentialBackoff {
+impl Backoff {
     /// Doubling delays from `initial` to `max` (a `max` below `initial` caps `initial` too).
-    pub const fn new(initial: Duration, max: Duration) -> ExponentialBackoff {
-        ExponentialBackoff { initial, max }
+    pub const fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff { initial, max }
     }
 
     /// The delays, starting over from `initial`.
@@ -39,7 +39,7 @@ impl ExponentialBackoff {
     }
 }
 
-/// Iterator of [`ExponentialBackoff`] delays.
+/// Iterator of [`Backoff`] delays.
 #[derive(Debug, Clone)]
 pub struct Exponential {
     next: Duration,
@@ -96,7 +96,7 @@ pub struct RetryPolicy {
     /// Total tries, the first included.
     pub attempts: NonZeroU32,
     /// Delays before the second, third, … try.
-    pub backoff: ExponentialBackoff,
+    pub backoff: Backoff,
 }
 
 impl RetryPolicy {
@@ -128,8 +128,7 @@ mod tests {
             (0, 10, ms(&[0; 8])),
         ];
         for (initial, max, expected) in table {
-            let backoff =
-                ExponentialBackoff::new(Duration::from_millis(initial), Duration::from_millis(max));
+            let backoff = Backoff::new(Duration::from_millis(initial), Duration::from_millis(max));
             let got: Vec<_> = backoff.iter().take(8).collect();
             assert_eq!(got, expected, "initial {initial} max {max}");
         }
@@ -137,14 +136,14 @@ mod tests {
 
     #[test]
     fn huge_delays_saturate_instead_of_overflowing() {
-        let backoff = ExponentialBackoff::new(Duration::MAX / 2, Duration::MAX);
+        let backoff = Backoff::new(Duration::MAX / 2, Duration::MAX);
         let got: Vec<_> = backoff.iter().take(3).collect();
         assert_eq!(got[2], Duration::MAX);
     }
 
     #[test]
     fn jitter_stays_within_bounds_and_is_reproducible() {
-        let backoff = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let a: Vec<_> = backoff.jittered(0.5, 7).take(50).collect();
         let b: Vec<_> = backoff.jittered(0.5, 7).take(50).collect();
         assert_eq!(a, b, "same seed, same delays");
@@ -164,7 +163,7 @@ mod tests {
     fn retry_policy_yields_one_delay_fewer_than_attempts() {
         let policy = |attempts| RetryPolicy {
             attempts: NonZeroU32::new(attempts).unwrap(),
-            backoff: ExponentialBackoff::new(Duration::from_millis(10), Duration::from_millis(25)),
+            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(25)),
         };
         assert_eq!(policy(1).delays().count(), 0);
         assert_eq!(policy(4).delays().collect::<Vec<_>>(), ms(&[10, 20, 25]));

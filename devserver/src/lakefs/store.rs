@@ -1139,7 +1139,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devserver::lakefs::tree::tests::entry;
+    use crate::lakefs::tree::tests::entry;
 
     fn store_with_repo() -> Store {
         let mut store = Store::new(0);

@@ -27,7 +27,7 @@ use super::store::{
     uncommitted,
 };
 use super::tree::{Change, Entry, Tree, same};
-use crate::devserver::http::{Request, Response, Routed, Service};
+use crate::http::{Request, Response, Routed, Service};
 
 /// The user name every authenticated request acts as (committer of commits).
 pub const DEV_USER: &str = "admin";

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::engine::{Engine, EngineError, TaskResultBody};
-use crate::devserver::http::{Request, Response, Routed, Service};
+use crate::http::{Request, Response, Routed, Service};
 
 /// How an empty batch poll is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

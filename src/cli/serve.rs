@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use log::LevelFilter;
 
-use super::builder::{Runtime, worker_id};
-use super::error::RuntimeError;
-use super::handle::RuntimeExit;
-use crate::cli::exit_code;
+use super::exit_code;
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::runtime::builder::worker_id;
+use crate::runtime::{Runtime, RuntimeError, RuntimeExit};
 use crate::task::Task;
 
 /// What one serving process runs.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::{DevServer, DevServerOptions};
 use serde_json::{Value, json};
 
 const WORKFLOWS: usize = 5_000;

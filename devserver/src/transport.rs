@@ -180,7 +180,7 @@ fn accept_loop(
         if let Err(err) = rustix::event::poll(&mut fds, Some(&tick))
             && err != rustix::io::Errno::INTR
         {
-            log::warn!(target: "perago::devserver", "poll on the listener failed: {err}");
+            log::warn!(target: "perago_devserver", "poll on the listener failed: {err}");
             std::thread::sleep(ACCEPT_TICK);
             continue;
         }
@@ -191,7 +191,7 @@ fn accept_loop(
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
                     // Out of descriptors and the like: back off instead of spinning.
-                    log::warn!(target: "perago::devserver", "accept failed: {err}");
+                    log::warn!(target: "perago_devserver", "accept failed: {err}");
                     std::thread::sleep(ACCEPT_TICK);
                     break;
                 }

@@ -1,6 +1,6 @@
 //! Route patterns of the lakeFS service and the matching of request paths against them.
 //!
-//! Each constant is the label a response is tagged with ([`crate::devserver::http::Routed`]),
+//! Each constant is the label a response is tagged with ([`crate::http::Routed`]),
 //! i.e. the key of the server's request counters: `"<METHOD> <path pattern>"` relative to the
 //! `/api/v1` mount, with the parameter names of the lakeFS OpenAPI spec. Requests that match
 //! no pattern are labelled [`UNKNOWN`].

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use perago::devserver::conductor::{ConductorOptions, EmptyPoll};
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::conductor::{ConductorOptions, EmptyPoll};
+use perago_devserver::{DevServer, DevServerOptions};
 use serde_json::{Value, json};
 
 const OWNER: &str = "dev@example.com";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use md5::{Digest as _, Md5};
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::{DevServer, DevServerOptions};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
@@ -1913,7 +1913,7 @@ fn oversized_bodies_are_refused_and_the_server_keeps_serving() {
     let server = start();
     let lake = Lake::new(&server);
     lake.create_repo("repo1");
-    let max = usize::try_from(perago::devserver::server::MAX_BODY_BYTES).expect("fits");
+    let max = usize::try_from(perago_devserver::server::MAX_BODY_BYTES).expect("fits");
     let body = vec![b'x'; max + 1];
     let reply = lake.upload("repo1", "main", "huge", &body);
     assert_eq!(reply.expect(413).message(), "request body too large");

@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 
 use crate::conductor::ConductorClient;
 use crate::config::{ConfigOverrides, RuntimeConfig};
-use crate::devserver::{DevServer, DevServerOptions};
 use crate::lakefs::{LakefsClient, LakefsStore, UploadSource};
 use crate::runtime::{Runtime, RuntimeHandle};
 use crate::task::{CancelToken, Task};
 use crate::taskdef::task_def;
 use crate::workspace::LiveOwners;
+use perago_devserver::{DevServer, DevServerOptions};
 
 /// How big a demo to run.
 #[derive(Debug, Clone)]

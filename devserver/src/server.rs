@@ -210,7 +210,7 @@ impl DevServer {
                         match save_state(&shared) {
                             Ok(()) => saved_changes = changes,
                             Err(err) => {
-                                log::warn!(target: "perago::devserver", "autosave failed: {err}");
+                                log::warn!(target: "perago_devserver", "autosave failed: {err}");
                             }
                         }
                         last_save = Instant::now();

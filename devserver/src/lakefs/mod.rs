@@ -4,7 +4,7 @@
 //! in-memory store that can be saved to and reloaded from a data dir.
 //!
 //! Contents:
-//! - `service`: [`LakefsService`] (the [`crate::devserver::http::Service`]), auth, request
+//! - `service`: [`LakefsService`] (the [`crate::http::Service`]), auth, request
 //!   parsing, pagination and the route handlers; introspection helpers for tests.
 //! - [`routes`]: the route-label constants (request-counter keys) and path matching.
 //! - `store`: repositories, branches with staging areas, commits, ref expressions, commit,

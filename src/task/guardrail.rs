@@ -10,7 +10,7 @@ use std::path::Path;
 
 use globset::GlobBuilder;
 
-use crate::task::DeclarationError;
+use super::contract::DeclarationError;
 use crate::workspace::walk;
 
 /// What a guardrail checks.

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use perago::devserver::conductor::UpdateV2;
-use perago::devserver::faults::FaultRule;
-use perago::devserver::{DevServer, DevServerOptions};
+use perago_devserver::conductor::UpdateV2;
+use perago_devserver::faults::FaultRule;
+use perago_devserver::{DevServer, DevServerOptions};
 use serde_json::{Value, json};
 
 fn agent() -> ureq::Agent {
