@@ -177,6 +177,9 @@ impl DevServer {
             read_timeout: options.idle_timeout,
             ..Limits::default()
         };
+        // The state as loaded is the saved baseline: every change counted from here on is
+        // unsaved, including requests served before the sweeper's first tick.
+        let saved_at_load = shared.changes.load(Ordering::Acquire);
         let handler = {
             let shared = Arc::clone(&shared);
             Arc::new(move |incoming: Incoming| handle(incoming, &shared))
@@ -193,7 +196,7 @@ impl DevServer {
             .name("devserver-sweeper".into())
             .spawn(move || {
                 let shared = sweeper_shared;
-                let mut saved_changes = shared.changes.load(Ordering::Acquire);
+                let mut saved_changes = saved_at_load;
                 let mut last_save = Instant::now();
                 // Ticks until the sender is dropped on stop.
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
