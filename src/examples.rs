@@ -186,34 +186,6 @@ pub fn echo() -> Result<Task, DeclarationError> {
     )
 }
 
-/// Params of `examples.stubborn`.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-pub struct StubbornParams {
-    /// How long to block, ignoring cancellation, seconds.
-    #[serde(default = "default_hold_seconds")]
-    pub hold_seconds: u64,
-}
-
-fn default_hold_seconds() -> u64 {
-    600
-}
-
-/// `examples.stubborn`: a deliberately misbehaving task for shutdown tests. It blocks without
-/// ever looking at its cancellation token, so the runtime can only abandon it after the
-/// force deadline and grace period; do not copy it.
-pub fn stubborn() -> Result<Task, DeclarationError> {
-    Task::builder("examples.stubborn", "dev@example.com")
-        .description("Test fixture: ignores cancellation.")
-        .handler(
-            |_ctx: &TaskContext, params: StubbornParams| -> Result<EchoResult, TaskError> {
-                std::thread::sleep(std::time::Duration::from_secs(params.hold_seconds));
-                Ok(EchoResult {
-                    message: "held".into(),
-                })
-            },
-        )
-}
-
 /// All example targets, as the `perago` binary registers them.
 pub fn targets() -> Targets {
     Targets::new()
@@ -221,7 +193,6 @@ pub fn targets() -> Targets {
         .register("examples.features_build", features_build)
         .register("examples.echo", echo)
         .register("examples.catalog_read", catalog_read)
-        .register("examples.stubborn", stubborn)
 }
 
 /// Sorted workspace-relative paths of regular files under `root` matching `pattern`

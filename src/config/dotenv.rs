@@ -281,3 +281,123 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the SPEC §2 `.env` rules: rendered maps parse back, arbitrary text never
+/// panics and never yields a key or value the rules forbid.
+#[cfg(test)]
+mod proptests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::{parse_dotenv, unquote};
+
+    /// Keys as people write them (never `export…`, which the `export ` prefix would eat).
+    fn key() -> impl Strategy<Value = String> {
+        "[A-Za-z_][A-Za-z0-9_.]{0,12}"
+            .prop_filter("not export-prefixed", |k| !k.starts_with("export"))
+    }
+
+    /// Values: anything on one line, and the characters other formats treat specially.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof!["[^\n\r]{0,24}", "[a-zA-Z0-9$#{}()\\\\ '\"=/:.\t-]{0,24}"]
+    }
+
+    /// How one line is written: quoting, `export `, and padding around key, `=` and value.
+    #[derive(Debug, Clone)]
+    struct Style {
+        quote: Option<char>,
+        export: bool,
+        pad: [&'static str; 4],
+    }
+
+    fn style() -> impl Strategy<Value = Style> {
+        let pad = prop_oneof![Just(""), Just(" "), Just("\t"), Just("  ")];
+        (
+            prop_oneof![Just(None), Just(Some('"')), Just(Some('\''))],
+            any::<bool>(),
+            [pad.clone(), pad.clone(), pad.clone(), pad],
+        )
+            .prop_map(|(quote, export, pad)| Style { quote, export, pad })
+    }
+
+    /// A line the parser must ignore: blank, a comment, or text without `=`.
+    fn noise() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ \t]{0,3}",
+            "[ \t]{0,3}#[^\n\r]{0,20}",
+            "[^=\n\r]{0,20}",
+            "export [A-Z]{1,5}",
+        ]
+    }
+
+    fn render(key: &str, value: &str, style: &Style) -> String {
+        // A bare value is written as is only when the parser would read it back unchanged
+        // (no outer whitespace, not wholly wrapped in quotes); otherwise it is quoted.
+        let quote = style
+            .quote
+            .or((value.trim() != value || unquote(value) != value).then_some('"'));
+        let [a, b, c, d] = style.pad;
+        let export = if style.export { "export " } else { "" };
+        match quote {
+            Some(q) => format!("{a}{export}{key}{b}={c}{q}{value}{q}{d}"),
+            None => format!("{a}{export}{key}{b}={c}{value}{d}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn rendered_maps_parse_back_exactly(
+            entries in proptest::collection::btree_map(
+                key(),
+                (value(), style(), proptest::option::of(value()), noise()),
+                0..12,
+            ),
+            crlf in any::<bool>(),
+        ) {
+            let mut lines = Vec::new();
+            let mut expected = BTreeMap::new();
+            for (key, (value, style, shadowed, noise)) in &entries {
+                // An earlier line for the same key loses to the later one.
+                if let Some(old) = shadowed {
+                    lines.push(render(key, old, style));
+                }
+                lines.push(noise.clone());
+                lines.push(render(key, value, style));
+                expected.insert(key.clone(), value.clone());
+            }
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            prop_assert_eq!(parse_dotenv(&text), expected, "text {:?}", text);
+        }
+
+        #[test]
+        fn values_are_never_interpolated_or_unescaped(
+            name in "[A-Z]{1,8}",
+            inner in "[a-z]{0,4}(\\$[A-Z]{1,6}|\\$\\{[A-Z]{1,6}\\}|\\\\n|\\\\t|#[a-z]{0,3})[a-z]{0,4}",
+        ) {
+            for text in [
+                format!("{name}={inner}"),
+                format!("{name}=\"{inner}\""),
+                format!("{name}='{inner}'"),
+            ] {
+                let parsed = parse_dotenv(&text);
+                prop_assert_eq!(parsed.get(&name).map(String::as_str), Some(inner.as_str()));
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_and_yields_only_lawful_pairs(text in "\\PC*(\n\\PC*){0,6}") {
+            for (key, value) in parse_dotenv(&text) {
+                prop_assert!(!key.is_empty());
+                prop_assert_eq!(key.trim(), key.as_str());
+                prop_assert!(!key.contains('=') && !key.contains('\n'));
+                prop_assert!(!value.contains('\n'));
+            }
+        }
+
+        #[test]
+        fn arbitrary_unicode_never_panics(text in any::<String>()) {
+            let _ = parse_dotenv(&text);
+        }
+    }
+}

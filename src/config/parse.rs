@@ -823,3 +823,171 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the size and duration grammars (SPEC §2): round trips, rounding up,
+/// never a panic, and nothing outside the grammar accepted.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const UNITS: [(&str, u64); 3] = [("KB", KIB), ("MB", MIB), ("GB", GIB)];
+    const DURATION_UNITS: [(char, u64); 4] = [
+        ('s', 1),
+        ('m', MINUTE_SECS),
+        ('h', HOUR_SECS),
+        ('d', DAY_SECS),
+    ];
+
+    /// `unit` in a random ASCII case.
+    fn cased(unit: &str, upper: &[bool]) -> String {
+        unit.chars()
+            .zip(upper.iter().chain(std::iter::repeat(&false)))
+            .map(|(c, &up)| {
+                if up {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    fn blanks() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(" "), Just("\t"), Just("  ")]
+    }
+
+    /// The size grammar, written from SPEC §2 independently of the parser: optional outer
+    /// whitespace, `0` or an integer without leading zeros, optionally `.` and digits,
+    /// optional whitespace, then `KB`/`MB`/`GB` in any ASCII case.
+    fn in_size_grammar(value: &str) -> bool {
+        let value = value.trim();
+        let Some(unit) = value.get(value.len().saturating_sub(2)..) else {
+            return false;
+        };
+        if !UNITS.iter().any(|(u, _)| unit.eq_ignore_ascii_case(u)) {
+            return false;
+        }
+        let amount = value[..value.len() - 2].trim_end();
+        let (int, frac) = amount.split_once('.').unwrap_or((amount, "0"));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        digits(int) && digits(frac) && (int == "0" || !int.starts_with('0'))
+    }
+
+    /// The duration grammar: optional outer whitespace, a positive integer without leading
+    /// zeros, then one of `units` in any ASCII case.
+    fn in_duration_grammar(value: &str, units: &[char]) -> bool {
+        let value = value.trim();
+        let Some(last) = value.chars().last() else {
+            return false;
+        };
+        let amount = &value[..value.len() - last.len_utf8()];
+        units.contains(&last.to_ascii_lowercase())
+            && !amount.is_empty()
+            && amount.bytes().all(|b| b.is_ascii_digit())
+            && !amount.starts_with('0')
+    }
+
+    /// Near-misses of both grammars: digits, dots, signs, unit letters, whitespace, Unicode
+    /// look-alikes.
+    fn near_miss() -> impl Strategy<Value = String> {
+        "[0-9.+\\-eEkKmMgGbBsShHdDwWi \t１\u{212A}é,_]{0,10}"
+    }
+
+    proptest! {
+        #[test]
+        fn whole_sizes_round_trip(
+            amount in 1u64..=1_000_000,
+            unit in 0usize..3,
+            upper in proptest::collection::vec(any::<bool>(), 2),
+            pads in (blanks(), blanks(), blanks()),
+        ) {
+            let (name, bytes) = UNITS[unit];
+            let text = format!("{}{amount}{}{}{}", pads.0, pads.1, cased(name, &upper), pads.2);
+            prop_assert_eq!(parse_log_file_max_size(&text).ok(), Some(amount * bytes), "{:?}", text);
+        }
+
+        #[test]
+        fn fractional_sizes_round_up_to_the_next_whole_byte(
+            int in 0u64..=100_000,
+            frac in "[0-9]{1,12}",
+            unit in 0usize..3,
+        ) {
+            let (name, bytes) = UNITS[unit];
+            let text = format!("{int}.{frac}{name}");
+            let result = parse_log_file_max_size(&text);
+            let numerator: u128 = frac.parse().expect("digits");
+            let scale = 10u128.pow(frac.len() as u32);
+            if int == 0 && numerator == 0 {
+                prop_assert!(result.is_err(), "{text}: zero is refused");
+            } else {
+                // The smallest whole byte count at or above (int + frac) × unit.
+                let exact_scaled = (u128::from(int) * scale + numerator) * u128::from(bytes);
+                let expected = exact_scaled.div_ceil(scale);
+                prop_assert_eq!(result.ok().map(u128::from), Some(expected), "{}", text);
+            }
+        }
+
+        #[test]
+        fn sizes_never_panic_and_accept_only_the_grammar(text in prop_oneof![near_miss(), any::<String>()]) {
+            match parse_log_file_max_size(&text) {
+                Ok(bytes) => {
+                    prop_assert!(bytes > 0);
+                    prop_assert!(in_size_grammar(&text), "{text:?} accepted outside the grammar");
+                }
+                Err(_) => {
+                    // Inside the grammar only zero and what overflows u64 are refused.
+                    if in_size_grammar(&text) {
+                        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+                        let zero = digits.bytes().all(|b| b == b'0');
+                        prop_assert!(zero || digits.len() > 10, "{text:?} refused");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn durations_round_trip_up_to_the_maximum(
+            amount in 1u64..=2_000_000_000,
+            unit in 0usize..4,
+            upper in any::<bool>(),
+            pads in (blanks(), blanks()),
+        ) {
+            let (name, secs) = DURATION_UNITS[unit];
+            let name = if upper { name.to_ascii_uppercase() } else { name };
+            let text = format!("{}{amount}{name}{}", pads.0, pads.1);
+            let result = parse_duration(vars::PERAGO_WORKSPACE_GC_TTL, &text);
+            let total = amount * secs;
+            if total <= MAX_DURATION_SECS {
+                prop_assert_eq!(result.ok(), Some(Duration::from_secs(total)), "{}", text);
+                // What the parser accepts renders back to itself in seconds.
+                let again = parse_duration(vars::PERAGO_WORKSPACE_GC_TTL, &format!("{total}s"));
+                prop_assert_eq!(again.ok(), Some(Duration::from_secs(total)));
+            } else {
+                prop_assert!(result.is_err(), "{text} is above the maximum");
+            }
+        }
+
+        #[test]
+        fn durations_never_panic_and_accept_only_the_grammar(text in prop_oneof![near_miss(), any::<String>()]) {
+            let var = vars::PERAGO_SHUTDOWN_FORCE_KILL_AFTER;
+            if let Ok(duration) = parse_duration(var, &text) {
+                prop_assert!(duration > Duration::ZERO);
+                prop_assert!(duration.as_secs() <= MAX_DURATION_SECS);
+                prop_assert!(in_duration_grammar(&text, &['s', 'm', 'h', 'd']), "{text:?} accepted");
+            }
+            if let Ok(duration) = parse_log_retention(&text) {
+                prop_assert!(duration > Duration::ZERO);
+                prop_assert!(duration.as_secs().is_multiple_of(DAY_SECS));
+                prop_assert!(in_duration_grammar(&text, &['d']), "{text:?} accepted as days");
+            }
+        }
+
+        #[test]
+        fn retention_in_days_round_trips(days in 1u64..=MAX_DURATION_DAYS, upper in any::<bool>()) {
+            let text = format!("{days}{}", if upper { 'D' } else { 'd' });
+            prop_assert_eq!(parse_log_retention(&text).ok(), Some(Duration::from_secs(days * DAY_SECS)));
+        }
+    }
+}

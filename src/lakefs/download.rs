@@ -363,3 +363,90 @@ mod tests {
         }
     }
 }
+
+/// Property tests of [`check_relative_path`]: what it accepts never leaves the root, and
+/// arbitrary names never panic it.
+#[cfg(test)]
+mod proptests {
+    use std::path::{Component, Path};
+
+    use proptest::prelude::*;
+
+    use super::check_relative_path;
+
+    /// One ordinary path segment (never `.` or `..`, never a separator or `:`).
+    fn segment() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_ .~é-]{1,8}".prop_filter("not a dot segment", |s| s != "." && s != "..")
+    }
+
+    fn relative_path() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec(segment(), 1..6)
+    }
+
+    /// What makes a path unsafe, spliced into a safe one.
+    fn poison() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just(".."),
+            Just("."),
+            Just(""),
+            Just("a\\b"),
+            Just("..\\.."),
+            Just("nul\0byte"),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_names_never_panic_and_accepted_ones_stay_inside(name in prop_oneof![
+            any::<String>(),
+            "[a-zA-Z./\\\\:\0]{0,12}",
+        ]) {
+            if check_relative_path(&name).is_ok() {
+                prop_assert!(!name.is_empty());
+                prop_assert!(!name.starts_with('/'));
+                prop_assert!(!name.contains('\\') && !name.contains('\0'));
+                let bytes = name.as_bytes();
+                prop_assert!(!(bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'));
+                for segment in name.split('/') {
+                    prop_assert!(!segment.is_empty() && segment != "." && segment != "..", "{name:?}");
+                }
+                // Joined onto a root it only descends: every component is a normal name.
+                let root = Path::new("/workspace/root");
+                let joined = root.join(&name);
+                prop_assert!(joined.starts_with(root));
+                prop_assert!(Path::new(&name).components().all(|c| matches!(c, Component::Normal(_))));
+            }
+        }
+
+        #[test]
+        fn ordinary_relative_paths_are_accepted(segments in relative_path()) {
+            let path = segments.join("/");
+            prop_assert!(check_relative_path(&path).is_ok(), "{path:?}");
+        }
+
+        #[test]
+        fn one_bad_segment_anywhere_is_refused(
+            segments in relative_path(),
+            at in any::<prop::sample::Index>(),
+            bad in poison(),
+        ) {
+            let mut segments = segments;
+            let at = at.index(segments.len() + 1);
+            segments.insert(at, bad.to_owned());
+            let path = segments.join("/");
+            prop_assert!(check_relative_path(&path).is_err(), "{path:?}");
+        }
+
+        #[test]
+        fn absolute_and_drive_letter_paths_are_refused(
+            segments in relative_path(),
+            drive in "[a-zA-Z]",
+        ) {
+            let path = segments.join("/");
+            let absolute = format!("/{path}");
+            let drive = format!("{drive}:{path}");
+            prop_assert!(check_relative_path(&absolute).is_err());
+            prop_assert!(check_relative_path(&drive).is_err());
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! Shared set-up for the runtime tests.
+//! Shared set-up for the runtime tests (dev server, TaskDefs and workflows, a sleepy task).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -119,15 +119,6 @@ pub fn tasks(server: &DevServer, id: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-/// Waits until `condition` holds, polling every few milliseconds; fails after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Params of [`sleepy`].

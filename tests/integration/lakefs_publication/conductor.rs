@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use perago::__private::{
     ConductorApi, ConductorClient, ConductorClientOptions as ClientOptions, PolledTask,
@@ -18,6 +18,7 @@ use perago::{Phase, TaskStatus};
 use serde_json::{Value, json};
 
 use super::harness::{self, Env};
+use crate::support::{LONG, wait_until};
 
 /// Conductor client options with short deadlines: the dev server's listener can strand a
 /// new keep-alive connection (see the harness), and a short deadline retries it quickly.
@@ -264,14 +265,11 @@ fn a_features_build_workflow_chains_its_output_workspace_into_catalog_read() {
     let id = engine
         .start_workflow("chain_wf", None, input)
         .unwrap_or_else(|e| panic!("start: {e:?}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let workflow = loop {
-        let workflow = engine.workflow(&id).unwrap_or_else(|e| panic!("{e:?}"));
-        if workflow["status"] != "RUNNING" || Instant::now() >= deadline {
-            break workflow;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut workflow = Value::Null;
+    wait_until("the chained workflow to finish", LONG, || {
+        workflow = engine.workflow(&id).unwrap_or_else(|e| panic!("{e:?}"));
+        workflow["status"] != "RUNNING"
+    });
     for handle in &handles {
         handle.shutdown();
     }

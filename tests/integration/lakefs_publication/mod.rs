@@ -3,12 +3,14 @@
 //!
 //! Every test starts its own dev server, so request counters and fault injection are
 //! per test. Assertions read lakeFS state through the same HTTP client perago uses.
+//!
+//! - `server`: the dev server as these tests use it (route counters, faults by route).
+//! - `harness`: one dev server, a `LakefsStore` over it, lakeFS set-up and inspection, fences.
+//! - `conductor`: the Conductor fence and a chained workflow through the runtime.
 
-#[path = "lakefs_publication/harness.rs"]
-mod harness;
-
-#[path = "lakefs_publication/conductor.rs"]
 mod conductor;
+mod harness;
+mod server;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use perago::{Phase, TaskStatus};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+use crate::support::{LONG, wait_until};
 
 #[derive(Deserialize, JsonSchema)]
 struct Params {
@@ -88,6 +92,15 @@ fn body(ctx: &TaskContext, params: Params) -> Result<Output, TaskError> {
     }
     let files = walk_count(&root);
     Ok(Output { files })
+}
+
+/// Cancels its source when dropped (also when the thread holding it panics).
+struct CancelOnDrop<'a>(&'a CancelSource);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 fn walk_count(root: &std::path::Path) -> usize {
@@ -529,7 +542,9 @@ fn uncertain_merges_are_never_success_and_the_retry_repairs_the_target() {
     harness::assert_failed(&report, TaskStatus::Failed, Phase::Publish, "uncertain");
     env.clear_faults();
     // The delayed merge is applied after the client gave up: wait for it to land.
-    assert!(env.wait_for_count(harness::MERGE, 1, Duration::from_secs(30)));
+    wait_until("the delayed merge to land", LONG, || {
+        env.count(harness::MERGE) >= 1
+    });
 
     let report = env.run(&task, ws_input("uncertain", &a, "edit"), &NoFence);
     assert_eq!(report.result.status, TaskStatus::Completed, "{report:?}");
@@ -554,9 +569,12 @@ fn cancellation_during_download_fails_the_attempt() {
         let canceller = std::thread::Builder::new()
             .name("test-canceller".into())
             .spawn_scoped(scope, || {
-                // Cancel once the download is under way (or give up waiting).
-                env.wait_for_count(harness::GET_OBJECT, 1, Duration::from_secs(30));
-                source.cancel();
+                // Cancel once the download is under way; cancel even when the wait fails,
+                // so the attempt ends and the failure surfaces at the join.
+                let _cancel = CancelOnDrop(&source);
+                wait_until("the first object download", LONG, || {
+                    env.count(harness::GET_OBJECT) >= 1
+                });
             });
         let report = env.run_with_cancel(
             &writable(),
@@ -564,8 +582,10 @@ fn cancellation_during_download_fails_the_attempt() {
             &NoFence,
             source.token(),
         );
-        if let Ok(handle) = canceller {
-            let _ = handle.join();
+        match canceller.map(|handle| handle.join()) {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(err) => panic!("spawn the canceller: {err}"),
         }
         report
     });

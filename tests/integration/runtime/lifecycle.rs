@@ -8,9 +8,8 @@ use perago::__private::{LiveOwners, Marker, create_attempt_dir};
 use perago::{Runtime, ShutdownReason};
 use serde_json::json;
 
-use crate::support::*;
-
-const LONG: Duration = Duration::from_secs(25);
+use super::support::*;
+use crate::support::{LONG, wait_until};
 
 #[test]
 fn lease_extension_keeps_a_task_alive_past_its_response_timeout() {
@@ -30,7 +29,7 @@ fn lease_extension_keeps_a_task_alive_past_its_response_timeout() {
     .conductor(api(&server))
     .start()
     .unwrap();
-    wait_for("the completion", LONG, || handle.counters().finished() == 1);
+    wait_until("the completion", LONG, || handle.counters().finished() == 1);
     handle.shutdown();
     let exit = handle.join();
     assert!(exit.counters.lease_extensions >= 1, "{exit:?}");
@@ -59,7 +58,7 @@ fn without_a_lease_the_server_times_the_attempt_out_and_retries_it() {
     .threads(2)
     .start()
     .unwrap();
-    wait_for("the retry to be polled", LONG, || {
+    wait_until("the retry to be polled", LONG, || {
         let tasks = tasks(&server, &id);
         tasks.len() == 2 && tasks[1]["pollCount"] == 1
     });
@@ -93,7 +92,7 @@ fn drain_finishes_in_flight_attempts_and_polls_nothing_new() {
     .threads(2)
     .start()
     .unwrap();
-    wait_for("both tasks in flight", LONG, || {
+    wait_until("both tasks in flight", LONG, || {
         handle.counters().in_flight == 2
     });
     handle.shutdown();
@@ -136,7 +135,7 @@ fn force_deadline_fails_a_cooperative_attempt_and_reports_it() {
     .conductor(api(&server))
     .start()
     .unwrap();
-    wait_for("the task in flight", LONG, || {
+    wait_until("the task in flight", LONG, || {
         handle.counters().in_flight == 1
     });
     handle.shutdown();
@@ -204,7 +203,7 @@ fn gc_timer_removes_only_expired_unowned_marked_workspaces() {
     std::fs::create_dir(&unmarked).unwrap();
 
     let before = handle.counters().gc_sweeps;
-    wait_for("two GC sweeps", LONG, || {
+    wait_until("two GC sweeps", LONG, || {
         handle.counters().gc_sweeps >= before + 2
     });
     assert!(!expired.exists(), "expired and unowned: removed");

@@ -1,15 +1,17 @@
 //! Every Conductor route of the dev server over real HTTP, checked against what the real
 //! Conductor server answers (`protocols/conductor-api.md`, conductor-oss sources): metadata,
 //! start and inspect, polling, updates v1 and v2, timeouts, token auth, persistence and bad
-//! input. `tests/devserver.rs` holds the first smoke tests; this file covers the rest.
+//! input. `smoke` holds the first smoke tests; this module covers the rest.
 //!
 //! Waits are conditions with deadlines, never sleeps used as synchronisation.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use perago_devserver::conductor::{ConductorOptions, EmptyPoll};
 use perago_devserver::{DevServer, DevServerOptions};
 use serde_json::{Value, json};
+
+use crate::support::{LONG, wait_until};
 
 const OWNER: &str = "dev@example.com";
 
@@ -26,15 +28,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
-}
-
-/// Polls `condition` every few milliseconds until it holds; fails after a generous deadline.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// One HTTP answer, fully read.
@@ -754,9 +747,7 @@ fn concurrent_exec_limit_caps_in_progress_tasks() {
     // As tasks finish, the rest are handed out, never more than two at a time.
     let mut running = first;
     let mut completed = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while completed < ids.len() {
-        assert!(Instant::now() < deadline, "limit starved the queue");
+    wait_until("every limited task to be handed out and completed", LONG, || {
         if let Some(task) = running.pop() {
             api.update(&task, "COMPLETED", json!({}));
             completed += 1;
@@ -764,7 +755,8 @@ fn concurrent_exec_limit_caps_in_progress_tasks() {
         let polled = api.poll("cl_task", "w1", 5, 50);
         running.extend(polled);
         assert!(running.len() <= 2, "{} in progress", running.len());
-    }
+        completed == ids.len()
+    });
     for id in &ids {
         assert_eq!(api.workflow(id)["status"], "COMPLETED");
     }
@@ -1011,7 +1003,7 @@ fn extend_lease_bumps_the_update_time_and_changes_nothing_else() {
     let polled_at = api.task(&task_id)["updateTime"]
         .as_i64()
         .unwrap_or_default();
-    wait_until("the clock to move past the poll", || now_ms() > polled_at);
+    wait_until("the clock to move past the poll", LONG, || now_ms() > polled_at);
 
     // Status, output and callback in a heartbeat are ignored.
     api.update(
@@ -1291,7 +1283,7 @@ fn response_timeouts_retry_then_time_the_workflow_out() {
     assert_eq!(first["responseTimeoutSeconds"], 1);
 
     // No answer: the sweeper times the attempt out and schedules a retry.
-    wait_until("the first attempt to time out", || {
+    wait_until("the first attempt to time out", LONG, || {
         tasks_of(&api.workflow(&id)).len() == 2
     });
     let workflow = api.workflow(&id);
@@ -1320,7 +1312,7 @@ fn response_timeouts_retry_then_time_the_workflow_out() {
     let retry = api.poll_one("rt_task", "w2");
     assert_eq!(retry["taskId"], tasks[1]["taskId"]);
     assert_eq!(retry["retryCount"], 1);
-    wait_until("the workflow to time out", || {
+    wait_until("the workflow to time out", LONG, || {
         api.workflow(&id)["status"] == "TIMED_OUT"
     });
     let workflow = api.workflow(&id);

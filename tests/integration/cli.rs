@@ -220,6 +220,40 @@ fn targets_lists_every_example() {
 }
 
 #[test]
+fn the_shipped_binary_serves_no_test_fixture() {
+    let cli = Cli::new();
+    let output = cli.run(&["targets"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("examples.stubborn"), "{text}");
+    let output = cli.run(&["check", "examples.stubborn"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("error: unknown target 'examples.stubborn'"),
+        "{}",
+        stderr(&output)
+    );
+    // Only the test-only CLI serves it, next to every example.
+    let output = Command::new(env!("CARGO_BIN_EXE_perago-test-worker"))
+        .arg("targets")
+        .current_dir(cli.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = stdout(&output);
+    for name in [
+        "examples.metadata_validate",
+        "examples.features_build",
+        "examples.echo",
+        "examples.catalog_read",
+        "examples.stubborn",
+    ] {
+        assert!(text.lines().any(|line| line == name), "{text}");
+    }
+}
+
+#[test]
 fn run_executes_a_workspace_free_attempt_locally() {
     let cli = Cli::new();
     std::fs::write(

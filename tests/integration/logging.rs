@@ -1,7 +1,9 @@
 //! End-to-end test of the process-global JSONL logger.
 //!
-//! The `log` crate allows one global logger per process, so this file holds exactly one test
-//! (each integration test file is its own process).
+//! The `log` crate allows one global logger per process, so this module holds exactly one
+//! test, and it needs its own process: cargo nextest runs every test in a process of its own.
+//! Under `cargo test` another test of the binary may have installed a logger first; the test
+//! then fails saying so rather than testing someone else's logger.
 
 use std::fs;
 use std::path::Path;
@@ -71,6 +73,10 @@ fn global_logger_writes_rotated_jsonl_with_structured_fields() {
 
     let guard = match init_logging(&settings) {
         Ok(g) => g,
+        Err(LoggingError::Install { .. }) => panic!(
+            "a global logger is already installed in this test process; \
+             run the integration tests with cargo nextest (one process per test)"
+        ),
         Err(e) => panic!("init_logging: {e}"),
     };
     assert_eq!(guard.log_dir(), dir);

@@ -14,9 +14,8 @@ use perago_devserver::conductor::{ConductorOptions, EmptyPoll, UpdateV2};
 use perago_devserver::faults::FaultRule;
 use serde_json::json;
 
-use crate::support::*;
-
-const LONG: Duration = Duration::from_secs(25);
+use super::support::*;
+use crate::support::{LONG, wait_until};
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
@@ -61,7 +60,7 @@ fn a_few_thousand_tasks_complete_exactly_once_with_several_threads() {
     .start()
     .unwrap();
     eprintln!("DEBUG started {:?}", std::time::SystemTime::now());
-    wait_for("1000 completions", LONG, || {
+    wait_until("1000 completions", LONG, || {
         handle.counters().completed >= 1000
     });
     eprintln!(
@@ -69,7 +68,7 @@ fn a_few_thousand_tasks_complete_exactly_once_with_several_threads() {
         std::time::SystemTime::now(),
         handle.counters()
     );
-    wait_for("2000 completions", LONG, || {
+    wait_until("2000 completions", LONG, || {
         handle.counters().completed == 2000
     });
     handle.shutdown();
@@ -126,7 +125,7 @@ fn update_v2_refusal_falls_back_to_v1_for_good() {
             .threads(4)
             .start()
             .unwrap();
-        wait_for("50 completions", LONG, || handle.counters().completed == 50);
+        wait_until("50 completions", LONG, || handle.counters().completed == 50);
         handle.shutdown();
         assert!(handle.join().is_clean());
         for id in &ids {
@@ -155,7 +154,7 @@ fn update_v2_hands_the_next_task_straight_back() {
     .conductor(api(&server))
     .start()
     .unwrap();
-    wait_for("100 completions", LONG, || {
+    wait_until("100 completions", LONG, || {
         handle.counters().completed == 100
     });
     handle.shutdown();
@@ -199,7 +198,7 @@ fn dropped_connections_lose_answers_yet_every_task_completes_once() {
         faults.set(rule).unwrap();
     }
     let handle = faulty_runtime(&server, dir.path(), "rt.dropped", "rt_dropped");
-    wait_for("every workflow to complete", LONG, || {
+    wait_until("every workflow to complete", LONG, || {
         ids.iter()
             .all(|id| workflow(&server, id)["status"] == "COMPLETED")
     });
@@ -257,7 +256,7 @@ fn injected_errors_and_latency_slow_things_down_but_everything_completes() {
     let handle = faulty_runtime(&server, dir.path(), "rt.faulty", "rt_faulty");
     // Most tasks arrive through update-v2, so poll errors show up in the empty polls that
     // keep going after the work is done.
-    wait_for("300 completions and some poll errors", LONG, || {
+    wait_until("300 completions and some poll errors", LONG, || {
         let counters = handle.counters();
         counters.completed == 300 && counters.poll_errors > 0
     });
@@ -307,7 +306,7 @@ fn a_refused_update_is_counted_as_lost_not_retried() {
     .update_retry(fast_retries())
     .start()
     .unwrap();
-    wait_for("the lost update", LONG, || {
+    wait_until("the lost update", LONG, || {
         handle.counters().updates_lost == 1
     });
     handle.shutdown();
@@ -364,7 +363,7 @@ fn orkes_token_auth_against_a_server_that_requires_it() {
         .unwrap();
     let id = start(&server, "rt_auth", json!({"message": "hi"}));
     let handle = Runtime::builder(config, sleepy("rt_auth")).start().unwrap();
-    wait_for("the completion", LONG, || handle.counters().completed == 1);
+    wait_until("the completion", LONG, || handle.counters().completed == 1);
     handle.shutdown();
     assert!(handle.join().is_clean());
     assert_eq!(workflow(&server, &id)["status"], "COMPLETED");

@@ -1,6 +1,7 @@
 //! Golden TaskDefs of the example targets: a change in schema shape or key order fails here.
 //!
-//! Regenerate after an intended change with `PERAGO_BLESS=1 cargo test --test taskdef_golden`
+//! The golden files live in `tests/golden/` (found through `CARGO_MANIFEST_DIR`). Regenerate
+//! after an intended change with `PERAGO_BLESS=1 cargo nextest run -p perago taskdef_golden`
 //! and review the diff.
 
 use std::path::PathBuf;

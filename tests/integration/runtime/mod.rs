@@ -1,6 +1,6 @@
 //! The thread runtime over real HTTP against the dev server.
 //!
-//! - `support`: dev server set-up, TaskDefs and workflows, deadline-bounded waits.
+//! - `support`: dev server set-up, TaskDefs and workflows, a cooperative sleepy task.
 //! - `delivery`: exactly-once completion, update-v2 and its fallback, auth, injected faults,
 //!   lost updates.
 //! - `lifecycle`: lease extension, drain, force deadline, workspace lock and GC timer.

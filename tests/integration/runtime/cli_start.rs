@@ -1,25 +1,31 @@
 //! `perago start` as a child process: the checks before serving, the exit code when a body
-//! ignores its cancellation token, and the log file the runner writes.
+//! ignores its cancellation token (`examples.stubborn`, served by the test-only
+//! `perago-test-worker` binary), and the log file the runner writes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use perago::__private::acquire_supervisor_lock;
 use perago_devserver::DevServer;
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 
-use crate::support::*;
+use super::support::*;
+use crate::support::{LONG, wait_until};
 
-const LONG: Duration = Duration::from_secs(25);
+/// The shipped binary.
+const PERAGO: &str = env!("CARGO_BIN_EXE_perago");
+/// The test-only CLI that also serves `examples.stubborn`.
+const TEST_WORKER: &str = env!("CARGO_BIN_EXE_perago-test-worker");
 
 /// Environment variables given to the child.
 type Env = Vec<(&'static str, String)>;
 
-/// A `perago start` command in `dir`, with exactly `env` (nothing inherited).
-fn perago(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_perago"));
+/// `program <args>` in `dir`, with exactly `env` (nothing inherited).
+fn command(program: &str, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(dir)
@@ -34,7 +40,9 @@ fn perago(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
 }
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    perago(dir, args, env).output().expect("perago runs")
+    command(PERAGO, dir, args, env)
+        .output()
+        .expect("perago runs")
 }
 
 fn stderr(output: &Output) -> String {
@@ -45,31 +53,52 @@ fn server_env(server: &DevServer) -> Vec<(&'static str, String)> {
     vec![("CONDUCTOR_SERVER_URL", server.conductor_url())]
 }
 
-fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Child {
-    perago(dir, args, env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("perago starts")
+/// A child process that is killed (and reaped) when the test ends, even by a panic.
+struct Running(Child);
+
+impl Deref for Running {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Running {
+    Running(
+        command(program, dir, args, env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("perago starts"),
+    )
 }
 
 fn terminate(child: &Child) {
     kill_process(Pid::from_child(child), Signal::TERM).expect("SIGTERM delivered");
 }
 
-/// Waits for the child to exit; kills it and fails after `timeout`.
-fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("child status") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("perago did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits for the child to exit; fails after `deadline` (and the child is killed on drop).
+fn wait_exit(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let mut status = None;
+    wait_until("perago to exit", deadline, || {
+        status = child.try_wait().expect("child status");
+        status.is_some()
+    });
+    status.expect("the wait returned once the child exited")
 }
 
 #[test]
@@ -153,11 +182,12 @@ fn a_body_that_ignores_its_token_is_abandoned_and_the_process_exits_non_zero() {
     let mut env = server_env(&server);
     env.push(("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "1s".into()));
     let mut child = spawn(
+        TEST_WORKER,
         dir.path(),
         &["start", "examples.stubborn", "--execution-mode", "thread"],
         &env,
     );
-    wait_for("the stubborn task to be running", LONG, || {
+    wait_until("the stubborn task to be running", LONG, || {
         tasks(&server, &id)[0]["status"] == "IN_PROGRESS"
     });
     terminate(&child);
@@ -204,6 +234,7 @@ fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
     let mut env = server_env(&server);
     env.push(("PERAGO_LOG_FILE_MAX_SIZE", "2KB".into()));
     let mut child = spawn(
+        PERAGO,
         dir.path(),
         &[
             "start",
@@ -215,7 +246,7 @@ fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
         ],
         &env,
     );
-    wait_for("20 completed workflows", LONG, || {
+    wait_until("20 completed workflows", LONG, || {
         ids.iter()
             .all(|id| workflow(&server, id)["status"] == "COMPLETED")
     });

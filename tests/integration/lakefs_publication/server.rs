@@ -1,6 +1,6 @@
 //! The dev server as the tests use it: request counts per lakeFS route and faults by route.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use perago_devserver::faults::FaultRule;
 use perago_devserver::{DevServer, DevServerOptions};
@@ -59,19 +59,6 @@ impl Server {
     /// Requests handled on one lakeFS route (injected faults are not counted).
     pub fn count(&self, route: &str) -> u64 {
         self.dev.stats().count("lakefs", route)
-    }
-
-    /// Waits until `route` has handled at least `n` requests; false at the deadline.
-    pub fn wait_for_count(&self, route: &str, n: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        // Stats offer no notification; poll with a short interval until the deadline.
-        while self.count(route) < n {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        true
     }
 
     fn set(&self, route: &str, error_status: Option<u16>, latency: Duration) {

@@ -1,6 +1,7 @@
 //! `perago start --execution-mode process` as a real process tree against the dev server:
 //! the supervisor is the `perago` binary, its children are `perago` re-executed through the
-//! hidden child subcommand.
+//! hidden child subcommand. The stubborn-body test runs the test-only `perago-test-worker`
+//! instead (the same CLI plus `examples.stubborn`), whose children are re-executed from it.
 //!
 //! Every test owns its dev server, a temporary directory (workspace root, log root, TMPDIR)
 //! and a [`Tree`] guard that SIGKILLs whatever is left of the process tree when the test ends,
@@ -10,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
 
 use perago::__private::{LakefsClient, UploadSource};
 use perago::__private::{MARKER_FILE_NAME, Marker, SUPERVISOR_LOCK_FILE_NAME};
@@ -22,8 +22,7 @@ use perago_devserver::{DevServer, DevServerOptions};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 
-/// Hang guard for every wait.
-const LONG: Duration = Duration::from_secs(20);
+use crate::support::{LONG, Lazy, wait_until};
 
 // ---------------------------------------------------------------------------------------
 // Processes
@@ -51,7 +50,7 @@ impl Tree {
     /// returns `(worker id, pid)` sorted by worker id.
     fn wait_children(&mut self, n: usize) -> Vec<(String, u32)> {
         let mut found = Vec::new();
-        wait_for(&format!("{n} children"), || {
+        wait_until(format!("{n} children"), LONG, || {
             found = self
                 .children()
                 .into_iter()
@@ -71,14 +70,12 @@ impl Tree {
 
     /// Waits for the supervisor to exit (hang guard: LONG).
     fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Some(status) = self.supervisor.try_wait().expect("supervisor status") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "supervisor did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut status = None;
+        wait_until("the supervisor to exit", LONG, || {
+            status = self.supervisor.try_wait().expect("supervisor status");
+            status.is_some()
+        });
+        status.expect("the wait returned once the supervisor exited")
     }
 
     fn stderr(&mut self) -> String {
@@ -144,22 +141,21 @@ fn worker_id_of(pid: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Set-up
 // ---------------------------------------------------------------------------------------
+
+/// The shipped binary.
+const PERAGO: &str = env!("CARGO_BIN_EXE_perago");
+/// The test-only CLI that also serves `examples.stubborn`.
+const TEST_WORKER: &str = env!("CARGO_BIN_EXE_perago-test-worker");
 
 struct Fixture {
     server: DevServer,
     dir: tempfile::TempDir,
     env: Vec<(&'static str, String)>,
+    /// The binary `command` runs: `perago` unless [`Fixture::test_worker`].
+    program: &'static str,
 }
 
 impl Fixture {
@@ -167,7 +163,18 @@ impl Fixture {
         let server = DevServer::start(DevServerOptions::default()).expect("dev server starts");
         let dir = tempfile::tempdir().expect("tempdir");
         let env = vec![("CONDUCTOR_SERVER_URL", server.conductor_url())];
-        Fixture { server, dir, env }
+        Fixture {
+            server,
+            dir,
+            env,
+            program: PERAGO,
+        }
+    }
+
+    /// Runs `perago-test-worker` (which also serves `examples.stubborn`) instead of `perago`.
+    fn test_worker(mut self) -> Fixture {
+        self.program = TEST_WORKER;
+        self
     }
 
     fn root(&self) -> PathBuf {
@@ -200,7 +207,7 @@ impl Fixture {
 
     /// `perago <args>` in the temp dir with exactly the fixture's environment.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_perago"));
+        let mut command = Command::new(self.program);
         command
             .args(args)
             .current_dir(self.dir.path())
@@ -277,20 +284,17 @@ impl Fixture {
     }
 
     fn wait_completed(&self, ids: &[String]) {
-        let deadline = Instant::now() + LONG;
-        while !ids
-            .iter()
-            .all(|id| self.workflow(id)["status"] == "COMPLETED")
-        {
-            if Instant::now() >= deadline {
-                let workflows: Vec<Value> = ids.iter().map(|id| self.workflow(id)).collect();
-                panic!(
-                    "timed out waiting for workflows to complete: {workflows:#?}\nlogs:\n{}",
-                    self.all_logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let what = Lazy(|| {
+            let workflows: Vec<Value> = ids.iter().map(|id| self.workflow(id)).collect();
+            format!(
+                "workflows to complete: {workflows:#?}\nlogs:\n{}",
+                self.all_logs()
+            )
+        });
+        wait_until(what, LONG, || {
+            ids.iter()
+                .all(|id| self.workflow(id)["status"] == "COMPLETED")
+        });
     }
 
     /// Every log line under the log root, for failure messages.
@@ -381,7 +385,7 @@ fn three_children_serve_under_their_slot_worker_ids_and_drain_on_sigterm() {
         })
         .collect();
     let mut in_flight = BTreeSet::new();
-    wait_for("three tasks in flight", || {
+    wait_until("three tasks in flight", LONG, || {
         in_flight = slow
             .iter()
             .filter_map(|id| {
@@ -503,7 +507,7 @@ fn a_killed_child_is_restarted_with_its_worker_id_its_workspace_removed_and_its_
         }),
     );
     let mut attempt = None;
-    wait_for("an attempt workspace", || {
+    wait_until("an attempt workspace", LONG, || {
         attempt = attempt_dirs(&fx.root()).into_iter().next();
         attempt.is_some()
     });
@@ -517,7 +521,7 @@ fn a_killed_child_is_restarted_with_its_worker_id_its_workspace_removed_and_its_
 
     // Same slot, same worker id, new pid.
     let mut after = Vec::new();
-    wait_for("the slot to be restarted", || {
+    wait_until("the slot to be restarted", LONG, || {
         after = tree.wait_children(2);
         after
             .iter()
@@ -575,7 +579,9 @@ fn a_killed_child_is_restarted_with_its_worker_id_its_workspace_removed_and_its_
 
 #[test]
 fn the_force_deadline_kills_a_child_whose_body_ignores_cancellation() {
-    let fx = Fixture::new().with("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "1s");
+    let fx = Fixture::new()
+        .test_worker()
+        .with("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "1s");
     fx.register("examples.stubborn", 60, 0);
     let mut tree = fx.supervise("examples.stubborn", 1);
     let children = tree.wait_children(1);
@@ -583,7 +589,7 @@ fn the_force_deadline_kills_a_child_whose_body_ignores_cancellation() {
         "examples.stubborn",
         json!({"params": {"hold_seconds": 600}}),
     );
-    wait_for("the stubborn task to run", || {
+    wait_until("the stubborn task to run", LONG, || {
         fx.tasks(&id)
             .first()
             .is_some_and(|t| t["status"] == "IN_PROGRESS")
@@ -650,7 +656,7 @@ fn killing_the_supervisor_kills_its_children_and_the_next_one_replaces_its_stale
     first.signal(Signal::KILL);
     let _ = first.wait_exit();
     // The parent-death signal takes the children down with it.
-    wait_for("the orphaned children to die", || {
+    wait_until("the orphaned children to die", LONG, || {
         children.iter().all(|(_, pid)| is_gone(*pid))
     });
     let lock = fx.root().join(SUPERVISOR_LOCK_FILE_NAME);

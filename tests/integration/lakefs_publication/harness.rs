@@ -19,13 +19,10 @@ use perago::{AttemptIdentity, CancelToken};
 use perago::{Phase, TaskStatus};
 use serde_json::{Value, json};
 
-pub use server::{
+pub use super::server::{
     COMMIT, CREATE_BRANCH, DELETE_BRANCH, DELETE_OBJECT, DELETE_OBJECTS, GET_BRANCH, GET_OBJECT,
     HARD_RESET_BRANCH, MERGE, Server, UPLOAD_OBJECT,
 };
-
-#[path = "server.rs"]
-mod server;
 
 const ACCESS_KEY_ID: &str = "AKIAPERAGOTEST";
 const SECRET: &str = "perago-test-secret/KEY+value";
@@ -372,11 +369,6 @@ impl Env {
         self.server.count(route)
     }
 
-    /// Waits until `route` has handled at least `n` requests (false at the deadline).
-    pub fn wait_for_count(&self, route: &str, n: u64, timeout: Duration) -> bool {
-        self.server.wait_for_count(route, n, timeout)
-    }
-
     /// Requests served so far that can change lakeFS state.
     pub fn write_requests(&self) -> u64 {
         [
@@ -485,14 +477,22 @@ impl log::Log for Capture {
     fn flush(&self) {}
 }
 
-/// Installs (once per test binary) a logger that records everything at every level.
+/// Installs (once per process) a logger that records everything at every level.
+///
+/// The `log` crate has one global logger per process: this needs the test to run in its own
+/// process (cargo nextest), and fails loudly rather than capturing nothing when another test
+/// of the binary installed one first (as `logging` does under `cargo test`).
 pub fn capture_logs() -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
     LOGS.get_or_init(|| {
         let logs = Logs::default();
-        if log::set_boxed_logger(Box::new(Capture(logs.clone()))).is_ok() {
-            log::set_max_level(log::LevelFilter::Trace);
+        if log::set_boxed_logger(Box::new(Capture(logs.clone()))).is_err() {
+            panic!(
+                "another global logger is installed in this test process; \
+                 run the integration tests with cargo nextest (one process per test)"
+            );
         }
+        log::set_max_level(log::LevelFilter::Trace);
         logs
     })
     .clone()

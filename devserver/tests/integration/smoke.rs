@@ -1,4 +1,5 @@
-//! The dev server over real HTTP: Conductor semantics, lakeFS basics, faults and counters.
+//! The dev server over real HTTP: Conductor semantics, lakeFS basics, faults and counters,
+//! connection handling, persistence and autosave.
 
 use std::time::{Duration, Instant};
 
@@ -6,6 +7,8 @@ use perago_devserver::conductor::UpdateV2;
 use perago_devserver::faults::FaultRule;
 use perago_devserver::{DevServer, DevServerOptions};
 use serde_json::{Value, json};
+
+use crate::support::{LONG, wait_until};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -96,14 +99,6 @@ impl Client {
     }
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_linear_workflow_runs_with_wiring_and_completes() {
     let server = DevServer::start(DevServerOptions::default()).unwrap();
@@ -163,20 +158,21 @@ fn failures_retry_with_new_ids_and_terminal_errors_fail_the_workflow() {
 fn response_timeouts_retry_unless_the_lease_is_extended() {
     let server = DevServer::start(DevServerOptions::default()).unwrap();
     let client = Client::new(&server);
-    client.setup(1, 1);
+    client.setup(1, 2);
     let id = client.start();
     let task = client.poll(1, 100).remove(0);
-    // Heartbeats keep it alive past its response timeout.
+    // Heartbeats keep it alive past its response timeout (2 s): time passes on purpose, a
+    // beat every 100 ms for 3 s, so only a stall of 2 s between two beats would fail it.
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(1600) {
+    while started.elapsed() < Duration::from_secs(3) {
         let beat = json!({"taskId": task["taskId"], "workflowInstanceId": id,
             "status": "IN_PROGRESS", "extendLease": true, "workerId": "w1"});
         assert_eq!(client.post("/tasks", &beat).0, 200);
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(client.workflow(&id)["tasks"][0]["status"], "IN_PROGRESS");
     // Without heartbeats the sweeper times it out and a retry appears.
-    wait_until("a timeout retry", || {
+    wait_until("a timeout retry", LONG, || {
         client.workflow(&id)["tasks"].as_array().unwrap().len() == 2
     });
     let workflow = client.workflow(&id);
@@ -185,7 +181,7 @@ fn response_timeouts_retry_unless_the_lease_is_extended() {
         workflow["tasks"][0]["reasonForIncompletion"]
             .as_str()
             .unwrap()
-            .starts_with("responseTimeout: 1 exceeded")
+            .starts_with("responseTimeout: 2 exceeded")
     );
 }
 
@@ -255,16 +251,39 @@ fn error_statuses_match_the_real_api() {
 
 #[test]
 fn long_polls_return_as_soon_as_a_task_is_queued() {
+    // The longest long poll the API allows: the margin the answer is measured against.
+    const POLL_TIMEOUT: Duration = Duration::from_millis(5000);
     let server = DevServer::start(DevServerOptions::default()).unwrap();
     let client = Client::new(&server);
     client.setup(0, 60);
-    std::thread::scope(|scope| {
-        let poller = scope.spawn(|| Client::new(&server).poll(1, 5000));
-        std::thread::sleep(Duration::from_millis(100));
-        client.start();
-        let tasks = poller.join().unwrap();
-        assert_eq!(tasks.len(), 1);
+    let (sending, sent) = crossbeam_channel::bounded::<()>(1);
+    let (tasks, waited, workflow_id) = std::thread::scope(|scope| {
+        let poller = std::thread::Builder::new()
+            .name("test-poller".into())
+            .spawn_scoped(scope, || {
+                let poller = Client::new(&server);
+                let started = Instant::now();
+                sending.send(()).unwrap();
+                let tasks = poller.poll(1, POLL_TIMEOUT.as_millis() as u32);
+                (tasks, started.elapsed())
+            })
+            .unwrap();
+        // Nothing is queued until the poll is on its way, so whatever it answers was queued
+        // while it was waiting.
+        sent.recv().unwrap();
+        let workflow_id = client.start();
+        let (tasks, waited) = poller.join().unwrap();
+        (tasks, waited, workflow_id)
     });
+    assert_eq!(tasks.len(), 1, "the poll hands out the task queued meanwhile");
+    assert_eq!(tasks[0]["workflowInstanceId"], workflow_id.as_str());
+    assert_eq!(tasks[0]["referenceTaskName"], "first");
+    // It did not sit out its wait: the answer came before the poll's own timeout ran out
+    // (a margin of seconds over what an idle machine takes, a few milliseconds).
+    assert!(
+        waited < POLL_TIMEOUT,
+        "the poll ran to its timeout ({waited:?}) instead of waking on the enqueue"
+    );
 }
 
 #[test]
@@ -416,7 +435,7 @@ fn state_is_saved_while_running_so_a_crash_loses_little() {
     .unwrap();
     Client::new(&server).setup(0, 60);
     let state = dir.path().join("conductor-state.json");
-    wait_until("the autosave", || {
+    wait_until("the autosave", LONG, || {
         std::fs::read_to_string(&state).is_ok_and(|text| text.contains("t_echo"))
     });
     // What a crash right now would leave behind: a copy of the data dir, read by a new server.
@@ -515,7 +534,7 @@ fn a_burst_of_new_connections_is_served_while_kept_alive_ones_stay_open() {
     for agent in &agents[..CLIENTS / 2] {
         assert_eq!(get(agent), 200);
     }
-    wait_until("kept-alive connections", || {
+    wait_until("kept-alive connections", LONG, || {
         server.open_connections() >= CLIENTS / 2
     });
     // Half reuse their idle connections, half open new ones, all at once.
@@ -540,7 +559,7 @@ fn a_burst_of_new_connections_is_served_while_kept_alive_ones_stay_open() {
         "every client kept its connection"
     );
     drop(agents);
-    wait_until("closed connections to be released", || {
+    wait_until("closed connections to be released", LONG, || {
         server.open_connections() == 0
     });
 }

@@ -1,0 +1,29 @@
+//! Helpers shared by every module of the dev server's integration tests (this crate cannot
+//! use perago's: the dev server does not depend on perago).
+//!
+//! The one way to wait: [`wait_until`] polls a condition until it holds or a deadline passes.
+//! Deadlines are hang guards sized for a loaded 2-core machine, never timing assertions.
+
+use std::time::{Duration, Instant};
+
+/// The hang guard for waits on things that happen in seconds on an idle machine.
+pub const LONG: Duration = Duration::from_secs(60);
+
+/// How often [`wait_until`] re-checks its condition.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// Waits until `condition` holds, checking it every few milliseconds; panics with
+/// `timed out after <deadline> waiting for <what>` once `deadline` has passed (the condition
+/// is checked one last time at the deadline).
+pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let give_up = Instant::now() + deadline;
+    loop {
+        if condition() {
+            return;
+        }
+        if Instant::now() >= give_up {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}

@@ -1,0 +1,29 @@
+//! The perago integration tests: one test binary, one module per area. They talk HTTP to the
+//! dev server (`perago-devserver`) over loopback, or run the `perago` binary (and the test-only
+//! `perago-test-worker`) as child processes.
+//!
+//! Run them with `cargo nextest run --workspace`: nextest runs each test in its own process,
+//! which the modules that install the process-global logger (`logging`, and the log capture of
+//! `lakefs_publication`) rely on; under `cargo test` they fail with a message saying so.
+
+/// Shared helpers: [`support::wait_until`], the one deadline-bounded wait.
+mod support;
+
+/// The attempt state machine against SPEC §6's classification table (local store, fences).
+mod attempt_core;
+/// `check`, `extract`, `config`, `run`, `targets`, `dev-server` as an operator runs them.
+mod cli;
+/// The demo (the main job), small.
+mod demo;
+/// The lakeFS publication protocol (SPEC §7) against the dev server: every row, fences, safety
+/// refusals, the Conductor fence, a chained workflow.
+mod lakefs_publication;
+/// The process-global JSONL logger: path layout, rotation, retention, fields (needs nextest).
+mod logging;
+/// `perago start --execution-mode process` as a real process tree.
+mod process_mode;
+/// The thread runtime: delivery under faults, update-v2, leases, drain, force deadline, GC,
+/// `perago start` logs and exit codes.
+mod runtime;
+/// TaskDefs of the example targets against the golden files in `tests/golden/`.
+mod taskdef_golden;
