@@ -5,7 +5,7 @@
 //!
 //! Waits are conditions with deadlines, never sleeps used as synchronisation.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use perago_devserver::conductor::{ConductorOptions, EmptyPoll};
 use perago_devserver::{DevServer, DevServerOptions};
@@ -747,16 +747,20 @@ fn concurrent_exec_limit_caps_in_progress_tasks() {
     // As tasks finish, the rest are handed out, never more than two at a time.
     let mut running = first;
     let mut completed = 0;
-    wait_until("every limited task to be handed out and completed", LONG, || {
-        if let Some(task) = running.pop() {
-            api.update(&task, "COMPLETED", json!({}));
-            completed += 1;
-        }
-        let polled = api.poll("cl_task", "w1", 5, 50);
-        running.extend(polled);
-        assert!(running.len() <= 2, "{} in progress", running.len());
-        completed == ids.len()
-    });
+    wait_until(
+        "every limited task to be handed out and completed",
+        LONG,
+        || {
+            if let Some(task) = running.pop() {
+                api.update(&task, "COMPLETED", json!({}));
+                completed += 1;
+            }
+            let polled = api.poll("cl_task", "w1", 5, 50);
+            running.extend(polled);
+            assert!(running.len() <= 2, "{} in progress", running.len());
+            completed == ids.len()
+        },
+    );
     for id in &ids {
         assert_eq!(api.workflow(id)["status"], "COMPLETED");
     }
@@ -1003,7 +1007,9 @@ fn extend_lease_bumps_the_update_time_and_changes_nothing_else() {
     let polled_at = api.task(&task_id)["updateTime"]
         .as_i64()
         .unwrap_or_default();
-    wait_until("the clock to move past the poll", LONG, || now_ms() > polled_at);
+    wait_until("the clock to move past the poll", LONG, || {
+        now_ms() > polled_at
+    });
 
     // Status, output and callback in a heartbeat are ignored.
     api.update(

@@ -275,7 +275,11 @@ fn long_polls_return_as_soon_as_a_task_is_queued() {
         let (tasks, waited) = poller.join().unwrap();
         (tasks, waited, workflow_id)
     });
-    assert_eq!(tasks.len(), 1, "the poll hands out the task queued meanwhile");
+    assert_eq!(
+        tasks.len(),
+        1,
+        "the poll hands out the task queued meanwhile"
+    );
     assert_eq!(tasks[0]["workflowInstanceId"], workflow_id.as_str());
     assert_eq!(tasks[0]["referenceTaskName"], "first");
     // It did not sit out its wait: the answer came before the poll's own timeout ran out

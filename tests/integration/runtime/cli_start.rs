@@ -2,9 +2,9 @@
 //! ignores its cancellation token (`examples.stubborn`, served by the test-only
 //! `perago-test-worker` binary), and the log file the runner writes.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use perago::__private::acquire_supervisor_lock;

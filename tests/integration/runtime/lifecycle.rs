@@ -1,7 +1,6 @@
 //! Leases, drain, force deadline and workspace housekeeping.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use chrono::Utc;
 use perago::__private::{LiveOwners, Marker, create_attempt_dir};

@@ -16,7 +16,11 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Waits until `condition` holds, checking it every few milliseconds; panics with
 /// `timed out after <deadline> waiting for <what>` once `deadline` has passed (the condition
 /// is checked one last time at the deadline).
-pub fn wait_until(what: impl fmt::Display, deadline: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(
+    what: impl fmt::Display,
+    deadline: Duration,
+    mut condition: impl FnMut() -> bool,
+) {
     let give_up = Instant::now() + deadline;
     loop {
         if condition() {

@@ -4,6 +4,7 @@
 //! The one way to wait: [`wait_until`] polls a condition until it holds or a deadline passes.
 //! Deadlines are hang guards sized for a loaded 2-core machine, never timing assertions.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// The hang guard for waits on things that happen in seconds on an idle machine.
@@ -15,7 +16,11 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Waits until `condition` holds, checking it every few milliseconds; panics with
 /// `timed out after <deadline> waiting for <what>` once `deadline` has passed (the condition
 /// is checked one last time at the deadline).
-pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(
+    what: impl fmt::Display,
+    deadline: Duration,
+    mut condition: impl FnMut() -> bool,
+) {
     let give_up = Instant::now() + deadline;
     loop {
         if condition() {
