@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::util::error_chain;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
@@ -34,6 +33,8 @@ use super::model::{
 };
 use crate::config::{LakefsConfig, Secret};
 use crate::task::CancelToken;
+use crate::util::backoff::{Backoff, Exponential, Jittered};
+use crate::util::error_chain;
 
 /// The API base path every lakeFS endpoint lives under.
 pub const API_BASE_PATH: &str = "/api/v1";
@@ -52,6 +53,8 @@ const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// How far (±) a retry delay is spread at random.
+const RETRY_JITTER: f64 = 0.5;
 /// How many bytes of an error body are kept when it is not the usual JSON.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// How much of a non-JSON error body is quoted in an error message.
@@ -508,15 +511,11 @@ impl LakefsClient {
         })
     }
 
-    fn backoff(&self, retry: u32) -> Duration {
-        let exponent = retry.min(16);
-        let base = self
-            .options
-            .retry_base_delay
-            .saturating_mul(1u32 << exponent)
-            .min(self.options.retry_max_delay);
-        // ±50 % jitter so that threads retrying together spread out.
-        base.mul_f64(0.5 + fastrand::f64())
+    /// The delays between tries of one request: doubling from the base delay to the cap,
+    /// spread ±50 % so that threads retrying together do not retry in lockstep.
+    fn retry_delays(&self) -> Jittered<Exponential> {
+        Backoff::new(self.options.retry_base_delay, self.options.retry_max_delay)
+            .spread(RETRY_JITTER, fastrand::u64(..))
     }
 
     /// Sends `call`, retrying what is safe to retry; returns any 2xx (or 304) response.
@@ -527,6 +526,7 @@ impl LakefsClient {
     ) -> Result<Response<Body>, LakefsError> {
         let attempts = self.options.max_attempts.max(1);
         let mut attempt = 0u32;
+        let mut delays = self.retry_delays();
         loop {
             attempt += 1;
             if cancel.is_cancelled() {
@@ -578,7 +578,7 @@ impl LakefsClient {
             if attempt >= attempts {
                 return Err(error);
             }
-            let delay = self.backoff(attempt - 1);
+            let delay = delays.next().unwrap_or(self.options.retry_max_delay);
             log::warn!(
                 operation = call.operation,
                 url = call.url.as_str(),
@@ -1231,11 +1231,13 @@ mod tests {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };
-        for retry in 0..40 {
-            let delay = client.backoff(retry);
-            let nominal = Duration::from_millis(100)
-                .saturating_mul(1u32 << retry.min(16))
-                .min(Duration::from_secs(2));
+        let nominal = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for (retry, (delay, nominal)) in client
+            .retry_delays()
+            .zip(nominal.iter())
+            .take(40)
+            .enumerate()
+        {
             assert!(delay >= nominal / 2 && delay <= nominal * 3 / 2, "{retry}");
         }
     }

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use super::counters::Counters;
 use crate::conductor::ConductorApi;
 use crate::task::CancelToken;
+use crate::util::backoff::Backoff;
 use crate::util::error_chain;
 
 /// Share of the response timeout after which a heartbeat is sent.
@@ -43,11 +44,15 @@ pub(crate) fn lease_interval(response_timeout: Option<Duration>) -> Option<Durat
     (interval >= MIN_LEASE_INTERVAL).then_some(interval)
 }
 
-/// Delay before retry `failures` (1-based) of a failed beat: short enough to land within the
-/// remaining 20 % of the response timeout.
+/// Delays of a failed beat's retries: from 1/16 of the interval (at most 1 s), × 1.5 each
+/// time, so [`BEAT_RETRIES`] of them land within the remaining 20 % of the response timeout.
+fn retry_backoff(interval: Duration) -> Backoff {
+    Backoff::new((interval / 16).min(Duration::from_secs(1)), interval).growth(3, 2)
+}
+
+/// Delay before retry `failures` (1-based) of a failed beat.
 fn retry_delay(interval: Duration, failures: u32) -> Duration {
-    let base = (interval / 16).min(Duration::from_secs(1));
-    base.mul_f64(1.5_f64.powi(failures.saturating_sub(1) as i32))
+    retry_backoff(interval).delay(failures.saturating_sub(1))
 }
 
 struct Lease {
