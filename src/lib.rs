@@ -111,7 +111,7 @@ pub mod __private {
     pub use crate::logging::{
         LogRole, LogSettings, LoggingError, init_logging, parse_log_file_name, worker_log_dir,
     };
-    pub use crate::runtime::ConductorFence;
+    pub use crate::runtime::{ConductorFence, attempt_identity};
     pub use crate::util::backoff::{Backoff, RetryPolicy};
     pub use crate::workspace::{
         ChangeSet, LiveOwners, MARKER_FILE_NAME, Marker, SUPERVISOR_LOCK_FILE_NAME, Snapshot,

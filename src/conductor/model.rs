@@ -58,21 +58,6 @@ pub struct PolledTask {
 }
 
 impl PolledTask {
-    /// The identity of a new attempt at this task by `worker_id`, with a fresh execution id.
-    pub fn attempt_identity(&self, worker_id: &str) -> crate::task::AttemptIdentity {
-        crate::task::AttemptIdentity {
-            task_id: self.task_id.clone(),
-            workflow_instance_id: self.workflow_instance_id.clone(),
-            retry_count: self.retry_count,
-            task_def_name: self.def_name().to_owned(),
-            reference_task_name: self.reference_task_name.clone().unwrap_or_default(),
-            seq: self.seq,
-            iteration: self.iteration,
-            execution_id: crate::workspace::new_execution_id(),
-            worker_id: worker_id.to_owned(),
-        }
-    }
-
     /// The TaskDef name: `taskDefName`, or `taskType` when the server omitted it.
     pub fn def_name(&self) -> &str {
         self.task_def_name

@@ -21,7 +21,8 @@
 //! - [`shutdown`]: [`Shutdown`] and the ordered [`ShutdownReason`].
 //! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`: one file per thread.
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
-//! - [`backoff`]: delay iterators; [`counters`]: the live counters.
+//! - `identity`: [`attempt_identity`], a polled task's domain identity.
+//! - [`counters`]: the live counters (delays come from `util::backoff`).
 //! - [`error`](mod@error): [`RuntimeError`].
 
 pub mod builder;
@@ -30,6 +31,7 @@ pub mod error;
 pub mod fence;
 mod gc_timer;
 pub mod handle;
+mod identity;
 pub mod lease;
 mod poller;
 pub mod shutdown;
@@ -44,4 +46,5 @@ pub use counters::CountersSnapshot;
 pub use error::RuntimeError;
 pub use fence::ConductorFence;
 pub use handle::{RuntimeExit, RuntimeHandle};
+pub use identity::attempt_identity;
 pub use shutdown::ShutdownReason;

@@ -17,6 +17,7 @@ use log::kv::{self, Key, Source, Value, VisitSource};
 
 use super::counters::Counters;
 use super::fence::ConductorFence;
+use super::identity::attempt_identity;
 use super::lease::{Leases, lease_interval};
 use super::shutdown::{PanicGuard, Shutdown};
 use crate::conductor::{ConductorApi, PolledTask, TaskUpdate};
@@ -74,7 +75,7 @@ impl Worker {
     fn execute(&self, task: PolledTask) -> Option<PolledTask> {
         let shared = &*self.shared;
         let started = Instant::now();
-        let identity = task.attempt_identity(&shared.worker_id);
+        let identity = attempt_identity(&task, &shared.worker_id);
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
             self.leases

@@ -7,11 +7,11 @@
 //! everything else (the `.env` file in the same working directory, the other variables) is
 //! inherited, so the child loads the same configuration the supervisor loaded. The child
 //! runs the thread runtime with one worker thread under that worker id (see
-//! `cli::child`, the hidden entry, and [`run_worker_process`](crate::runtime::run_worker_process)).
+//! the CLI's hidden entry, `cli::child`).
 //!
-//! Because it re-executes *the current binary* through the library's CLI
-//! ([`main_with`](crate::cli::main_with)), process mode works the same for `perago` and for
-//! a user's own binary that registers its targets. The executable is resolved once, when the
+//! Because it re-executes *the current binary* through the library's CLI (`cli::main_with`,
+//! which every task binary calls, whatever name it has), process mode works the same for
+//! `perago` and for a user's own binary that registers its targets. The executable is resolved once, when the
 //! supervisor starts: if the binary is replaced on disk later (an upgrade), restarted children
 //! still run the file the supervisor resolved, and if it was deleted, restarts fail and are
 //! retried with backoff rather than silently running a different program.

@@ -50,7 +50,7 @@ fn task_def(name: &str) -> Value {
 }
 
 fn identity_of(task: &PolledTask) -> AttemptIdentity {
-    task.attempt_identity("w0001")
+    perago::__private::attempt_identity(task, "w0001")
 }
 
 /// A store that lets Conductor move on (terminates the workflow) right after staging, as a
