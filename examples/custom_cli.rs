@@ -1,4 +1,5 @@
-//! A team's own worker binary: one task of its own, served with perago's full CLI.
+//! A team's own worker binary: one task of its own, served with perago's CLI under the
+//! team's own name, version and about text (no `demo`, no `dev-server`).
 //!
 //! ```sh
 //! cargo run --example custom_cli -- check app.word_count
@@ -10,6 +11,7 @@
 use std::process::ExitCode;
 
 use perago::Targets;
+use perago::cli::App;
 use perago::{DeclarationError, Task, TaskContext, TaskError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -46,5 +48,7 @@ fn word_count() -> Result<Task, DeclarationError> {
 }
 
 fn main() -> ExitCode {
-    perago::cli::main_with(Targets::new().register("app.word_count", word_count))
+    let targets = Targets::new().register("app.word_count", word_count);
+    let app = App::new("word-count", "1.4.0", targets).about("The text team's word-count worker");
+    perago::cli::main_with(app)
 }

@@ -33,7 +33,7 @@ pub enum TargetError {
         known: String,
     },
     /// The target's declaration is invalid.
-    #[error("{target}: {source}")]
+    #[error("{target}")]
     Declaration {
         /// The target name.
         target: String,

@@ -109,11 +109,12 @@ pub enum ExtractError {
     #[error("output must be a JSON file path, not a directory")]
     IsDirectory,
     /// Writing failed.
-    #[error("failed to write {path}: {source}")]
+    #[error("failed to write {}", path.display())]
     Write {
         /// The output path.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
 }

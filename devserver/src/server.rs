@@ -92,7 +92,7 @@ pub enum DevServerError {
         message: String,
     },
     /// A thread could not be spawned.
-    #[error("failed to spawn a dev server thread: {0}")]
+    #[error("failed to spawn a dev server thread")]
     Spawn(#[source] std::io::Error),
 }
 

@@ -1,6 +1,6 @@
 //! `perago check <target>`: validate configuration, then the task declaration.
 
-use super::{CommandResult, exit_code, load_config, resolve_task};
+use super::{CommandResult, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
 use crate::registry::Targets;
 
@@ -15,5 +15,5 @@ pub(crate) fn run(targets: &Targets, target: &str) -> CommandResult {
     println!("worker_id_prefix: {}", config.worker_id_prefix());
     println!("conductor: {}", configured(config.conductor().is_some()));
     println!("lakefs: {}", configured(config.lakefs().is_some()));
-    Ok(exit_code::OK)
+    Ok(Outcome::Success)
 }

@@ -9,12 +9,11 @@
 use std::num::NonZeroUsize;
 
 use super::serve::run_worker_process;
-use super::supervise::{SupervisorOptions, exit_code_for, run_supervisor};
-use super::{CliError, CommandResult, exit_code, load_config};
+use super::supervise::{SupervisorOptions, run_supervisor};
+use super::{CliError, CommandResult, Outcome, load_config};
 use crate::config::{ConfigOverrides, RuntimeConfig};
 use crate::registry::Targets;
 use crate::supervisor::die_with_parent;
-use crate::util::error_chain;
 
 /// `perago start` in process mode, after its checks: supervises `jobs` children.
 pub(crate) fn run_supervisor_cli(
@@ -22,44 +21,25 @@ pub(crate) fn run_supervisor_cli(
     jobs: usize,
     config: RuntimeConfig,
 ) -> CommandResult {
-    let children = NonZeroUsize::new(jobs)
-        .ok_or_else(|| CliError::Message("worker process count must be at least 1".into()))?;
+    let children = NonZeroUsize::new(jobs).ok_or(CliError::NoWorkers)?;
     let options = SupervisorOptions {
         target: target.to_owned(),
         children,
         config,
     };
-    match run_supervisor(options) {
-        Ok(exit) => {
-            let code = exit_code_for(&exit);
-            if code != exit_code::OK {
-                eprintln!(
-                    "error: supervisor stopped uncleanly: {} child process(es) killed, {} exited with a failure",
-                    exit.killed.len(),
-                    exit.unclean_exits.len()
-                );
-            }
-            Ok(code)
-        }
-        Err(error) => {
-            eprintln!("error: {}", error_chain(&error));
-            Ok(error.exit_code())
-        }
-    }
+    Ok(Outcome::Supervisor(run_supervisor(options)?))
 }
 
 /// The hidden child entry: `<exe> __perago-child --supervisor-pid <pid> <target>`.
 pub(crate) fn run_child(targets: &Targets, target: &str, supervisor_pid: u32) -> CommandResult {
-    die_with_parent(supervisor_pid).map_err(|error| CliError::Message(error_chain(&error)))?;
+    die_with_parent(supervisor_pid)?;
     let config = load_config(target, &ConfigOverrides::default())?;
     if config.worker_id().is_none() {
-        return Err(CliError::Message(
-            "PERAGO_WORKER_ID must be set for a supervised child".into(),
-        ));
+        return Err(CliError::ChildWorkerIdMissing);
     }
     // The supervisor already printed the declaration's warnings once.
     let task = targets.resolve(target)?;
-    Ok(run_worker_process(target, task, config))
+    run_worker_process(target, task, config)
 }
 
 #[cfg(test)]

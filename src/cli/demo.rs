@@ -56,13 +56,36 @@ pub struct DemoReport {
     pub failed: usize,
 }
 
-/// A demo failure.
+/// A demo failure: the step that failed, and its cause when there is one.
 #[derive(Debug, thiserror::Error)]
-#[error("demo failed: {0}")]
-pub struct DemoError(String);
+#[error("demo failed: {step}")]
+pub struct DemoError {
+    /// What the demo was doing (`register TaskDefs`, `start workflow`, …).
+    step: String,
+    /// The cause.
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
 
-fn fail(context: &str) -> impl FnOnce(String) -> DemoError + '_ {
-    move |message| DemoError(format!("{context}: {message}"))
+impl DemoError {
+    /// A failure with no underlying error.
+    fn new(step: impl Into<String>) -> DemoError {
+        DemoError {
+            step: step.into(),
+            source: None,
+        }
+    }
+}
+
+/// Turns an error into the demo failure of `step`, keeping it as the cause.
+fn fail<E: std::error::Error + Send + Sync + 'static>(
+    step: impl Into<String>,
+) -> impl FnOnce(E) -> DemoError {
+    let step = step.into();
+    move |source| DemoError {
+        step,
+        source: Some(Box::new(source)),
+    }
 }
 
 const REPOSITORY: &str = "demo-audio";
@@ -127,7 +150,7 @@ fn wait_for_workflow(
     loop {
         let workflow = client
             .get_workflow(id)
-            .map_err(|e| DemoError(format!("get workflow {id}: {e}")))?;
+            .map_err(fail(format!("get workflow {id}")))?;
         if workflow["status"] != "RUNNING" || Instant::now() >= deadline {
             return Ok(workflow);
         }
@@ -149,7 +172,7 @@ fn run_in(
     out: &mut dyn Write,
 ) -> Result<DemoReport, DemoError> {
     let server =
-        DevServer::start(DevServerOptions::default()).map_err(|e| DemoError(e.to_string()))?;
+        DevServer::start(DevServerOptions::default()).map_err(fail("start the dev server"))?;
     let env: BTreeMap<String, String> = [
         ("PERAGO_WORKSPACE_ROOT", scratch.join("workspaces")),
         ("PERAGO_LOG_ROOT", scratch.join("logs")),
@@ -175,12 +198,12 @@ fn run_in(
     let config = |target: &str| {
         RuntimeConfig::from_env_map(target, &env, &ConfigOverrides::default())
             .and_then(|config| config.probe_roots().map(|()| config))
-            .map_err(|e| DemoError(e.to_string()))
+            .map_err(fail(format!("configure {target}")))
     };
     let base = config("demo")?;
     let lakefs_config = base
         .lakefs()
-        .ok_or_else(|| DemoError("lakeFS config missing".into()))?;
+        .ok_or_else(|| DemoError::new("lakeFS config missing"))?;
     let conductor = ConductorClient::for_url(&server.conductor_url());
 
     // TaskDefs and workflows.
@@ -196,26 +219,25 @@ fn run_in(
     .into_iter()
     .map(|(target, task)| {
         task.map(|t| (target, t))
-            .map_err(|e| DemoError(e.to_string()))
+            .map_err(fail(format!("declare {target}")))
     })
     .collect::<Result<_, _>>()?;
     let defs: Vec<Value> = tasks.iter().map(|(_, task)| task_def(task)).collect();
     conductor
         .register_task_defs(&defs)
-        .map_err(|e| fail("register TaskDefs")(e.to_string()))?;
+        .map_err(fail("register TaskDefs"))?;
     for def in workflow_defs() {
         conductor
             .register_workflow_def(&def, true)
-            .map_err(|e| fail("register workflow")(e.to_string()))?;
+            .map_err(fail("register workflow"))?;
     }
 
     // A lakeFS repository with raw input files, committed.
-    let lakefs =
-        LakefsClient::from_config(lakefs_config).map_err(|e| fail("lakeFS")(e.to_string()))?;
+    let lakefs = LakefsClient::from_config(lakefs_config).map_err(fail("lakeFS"))?;
     let cancel = CancelToken::never();
     lakefs
         .create_repository(REPOSITORY, &format!("mem://{REPOSITORY}"), "main", &cancel)
-        .map_err(|e| fail("create repository")(e.to_string()))?;
+        .map_err(fail("create repository"))?;
     for (path, bytes) in [
         (
             "audio/render/raw/2026-11-01/take1.parquet",
@@ -239,7 +261,7 @@ fn run_in(
                 UploadSource::Bytes(bytes),
                 &cancel,
             )
-            .map_err(|e| fail("upload")(e.to_string()))?;
+            .map_err(fail("upload"))?;
     }
     lakefs
         .commit(
@@ -249,13 +271,12 @@ fn run_in(
             &BTreeMap::new(),
             &cancel,
         )
-        .map_err(|e| fail("commit")(e.to_string()))?;
+        .map_err(fail("commit"))?;
 
     // Workers: one thread runtime per task, sharing the workspace root and its live owners.
     let owners = LiveOwners::new();
-    let store: Arc<dyn crate::execution::WorkspaceStore> = Arc::new(
-        LakefsStore::from_config(lakefs_config).map_err(|e| fail("lakeFS store")(e.to_string()))?,
-    );
+    let store: Arc<dyn crate::execution::WorkspaceStore> =
+        Arc::new(LakefsStore::from_config(lakefs_config).map_err(fail("lakeFS store"))?);
     let mut workers = Workers {
         handles: Vec::new(),
     };
@@ -272,7 +293,7 @@ fn run_in(
             .lock_workspace_root(false)
             .signals(false)
             .start()
-            .map_err(|e| fail(target)(e.to_string()));
+            .map_err(fail(target));
         match handle {
             Ok(handle) => workers.handles.push(handle),
             Err(error) => {
@@ -285,9 +306,9 @@ fn run_in(
     let clean = workers.stop();
     let report = outcome?;
     if !clean {
-        return Err(DemoError("a worker runtime did not stop cleanly".into()));
+        return Err(DemoError::new("a worker runtime did not stop cleanly"));
     }
-    server.stop().map_err(|e| DemoError(e.to_string()))?;
+    server.stop().map_err(fail("stop the dev server"))?;
     Ok(report)
 }
 
@@ -314,7 +335,7 @@ fn drive(
         ids.push(
             conductor
                 .start_workflow(ECHO_WORKFLOW, &input)
-                .map_err(|e| fail("start workflow")(e.to_string()))?,
+                .map_err(fail("start workflow"))?,
         );
     }
     let mut latencies = Vec::new();
@@ -349,14 +370,14 @@ fn drive(
     for index in 0..options.publications {
         let head = lakefs
             .get_branch(REPOSITORY, "main", &cancel)
-            .map_err(|e| fail("get branch")(e.to_string()))?;
+            .map_err(fail("get branch"))?;
         let input = json!({
             "workspace": {"repository": REPOSITORY, "branch": "main", "refType": "commit", "ref": head.commit_id},
             "params": {"feature_set": format!("v{}", index + 1), "min_rows": 100},
         });
         let id = conductor
             .start_workflow(FEATURES_WORKFLOW, &input)
-            .map_err(|e| fail("start workflow")(e.to_string()))?;
+            .map_err(fail("start workflow"))?;
         let workflow = wait_for_workflow(conductor, &id, Duration::from_secs(120))?;
         if workflow["status"] != "COMPLETED" {
             failed += 1;
@@ -375,9 +396,8 @@ fn drive(
 
     latencies.sort_unstable();
     let completed = options.workflows + options.publications - failed;
-    let write = |out: &mut dyn Write, line: String| {
-        writeln!(out, "{line}").map_err(|e| DemoError(format!("write report: {e}")))
-    };
+    let write =
+        |out: &mut dyn Write, line: String| writeln!(out, "{line}").map_err(fail("write report"));
     write(
         out,
         "perago demo — thread mode against the embedded dev server".into(),
@@ -411,7 +431,7 @@ fn drive(
     )?;
     let log = lakefs
         .log_commits(REPOSITORY, "main", 20, &cancel)
-        .map_err(|e| fail("log")(e.to_string()))?;
+        .map_err(fail("log"))?;
     for commit in log {
         let short: String = commit.id.chars().take(12).collect();
         write(out, format!("  {short}  {}", commit.message))?;

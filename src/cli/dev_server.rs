@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{CliError, CommandResult, exit_code};
+use super::{CliError, CommandResult, Outcome};
 use perago_devserver::{DevServer, DevServerOptions};
 
 pub(crate) fn run(addr: Option<SocketAddr>, data_dir: Option<PathBuf>) -> CommandResult {
     // Register the handlers before serving, so a signal never kills a half-saved server.
-    let mut signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|err| CliError::Message(format!("failed to install signal handlers: {err}")))?;
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|source| CliError::Signals { source })?;
     let mut options = DevServerOptions {
         data_dir,
         ..DevServerOptions::default()
@@ -21,7 +21,7 @@ pub(crate) fn run(addr: Option<SocketAddr>, data_dir: Option<PathBuf>) -> Comman
     if let Some(addr) = addr {
         options.addr = addr;
     }
-    let server = DevServer::start(options).map_err(|err| CliError::Message(err.to_string()))?;
+    let server = DevServer::start(options).map_err(CliError::DevServerStart)?;
     for line in server.env_lines() {
         println!("{line}");
     }
@@ -32,6 +32,6 @@ pub(crate) fn run(addr: Option<SocketAddr>, data_dir: Option<PathBuf>) -> Comman
     let _ = signals.forever().next();
     server
         .stop()
-        .map_err(|err| CliError::Message(format!("failed to save dev server state: {err}")))?;
-    Ok(exit_code::OK)
+        .map_err(|source| CliError::DevServerStop { source })?;
+    Ok(Outcome::Success)
 }

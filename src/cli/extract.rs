@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use super::{CommandResult, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
 use crate::registry::Targets;
 use crate::taskdef::write_task_def;
@@ -10,7 +10,7 @@ use crate::taskdef::write_task_def;
 pub(crate) fn run(targets: &Targets, target: &str, output: &Path) -> CommandResult {
     load_config(target, &ConfigOverrides::default())?;
     let task = resolve_task(targets, target)?;
-    write_task_def(&task, output).map_err(|err| CliError::Message(err.to_string()))?;
+    write_task_def(&task, output)?;
     println!("{}", output.display());
-    Ok(exit_code::OK)
+    Ok(Outcome::Success)
 }

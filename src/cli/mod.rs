@@ -1,9 +1,12 @@
 //! The command-line interface every task binary exposes (SPEC §12).
 //!
-//! [`main_with`] is the one entry point: `perago` calls it with the example targets and a
-//! user's own binary calls it with its own. Commands live one per file; this module parses
-//! arguments (clap) and owns the exit policy: errors print one `error: <message>` line on
-//! stderr and exit 1, warnings print `warning: <message>`.
+//! [`main_with`] is the one entry point: it takes an [`App`], a binary's own name, version,
+//! about text, targets and optional commands. `perago` passes the example targets with
+//! `demo` and `dev-server`; a team's binary passes its own. Commands live one per file and
+//! return an `Outcome` or a typed `CliError`; the `outcome` module owns the exit policy:
+//! an error prints one `error: <message>: <cause>…` line on stderr (every cause once) and
+//! one function maps outcomes and errors to the exit codes. Warnings print
+//! `warning: <message>`.
 
 mod check;
 mod child;
@@ -13,6 +16,7 @@ pub(crate) mod demo;
 #[cfg(feature = "dev-server")]
 mod dev_server;
 mod extract;
+mod outcome;
 mod run;
 mod serve;
 mod start;
@@ -22,11 +26,13 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, RuntimeConfig};
-use crate::registry::{TargetError, Targets};
+use crate::config::{ConfigOverrides, ExecutionMode, RuntimeConfig};
+use crate::registry::Targets;
 use crate::task::Task;
+
+pub(crate) use outcome::{CliError, CommandResult, Outcome};
 
 /// Exit codes of the CLI.
 pub mod exit_code {
@@ -50,12 +56,9 @@ pub mod exit_code {
     pub const CHILD_START_FAILED: u8 = 6;
 }
 
+/// perago's commands; [`App::command`] puts them under a binary's own name.
 #[derive(Debug, Parser)]
-#[command(
-    name = "perago",
-    version,
-    about = "Typed runtime for Conductor task workers over lakeFS workspaces"
-)]
+#[command(name = "perago", version, about = PERAGO_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -152,36 +155,113 @@ fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
     text.parse::<ExecutionMode>().map_err(|err| err.to_string())
 }
 
-/// A CLI failure: printed as `error: <message>`.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Target(#[from] TargetError),
-    #[error(transparent)]
-    Serve(#[from] serve::ServeError),
-    #[error("{0}")]
-    Message(String),
+/// perago's own about text (what `perago --help` says).
+pub const PERAGO_ABOUT: &str = "Typed runtime for Conductor task workers over lakeFS workspaces";
+
+/// A task binary's identity and the commands it exposes: what [`main_with`] runs.
+///
+/// ```no_run
+/// # fn targets() -> perago::Targets { perago::Targets::new() }
+/// let app = perago::cli::App::new("word-count", env!("CARGO_PKG_VERSION"), targets())
+///     .about("The word-count team's workers");
+/// std::process::exit(i32::from(perago::cli::main_with(app) != std::process::ExitCode::SUCCESS));
+/// ```
+///
+/// `--version` prints `<name> <version>` and `--help` the about text. The optional commands
+/// `demo` and `dev-server` (feature `dev-server`) are off unless asked for; a command that
+/// is off is absent from `--help` and rejected like an unknown one.
+#[derive(Debug)]
+pub struct App {
+    name: &'static str,
+    version: &'static str,
+    about: Option<&'static str>,
+    targets: Targets,
+    #[cfg(feature = "dev-server")]
+    demo: bool,
+    #[cfg(feature = "dev-server")]
+    dev_server: bool,
 }
 
-impl CliError {
-    fn exit_code(&self) -> u8 {
-        exit_code::ERROR
+impl App {
+    /// A binary called `name` at `version` (usually `env!("CARGO_PKG_NAME")` and
+    /// `env!("CARGO_PKG_VERSION")`) serving `targets`, with no about text and no optional
+    /// commands.
+    pub fn new(name: &'static str, version: &'static str, targets: Targets) -> App {
+        App {
+            name,
+            version,
+            about: None,
+            targets,
+            #[cfg(feature = "dev-server")]
+            demo: false,
+            #[cfg(feature = "dev-server")]
+            dev_server: false,
+        }
+    }
+
+    /// The one-line description `--help` shows.
+    pub fn about(mut self, text: &'static str) -> App {
+        self.about = Some(text);
+        self
+    }
+
+    /// Whether the binary exposes `demo` (default: no).
+    #[cfg(feature = "dev-server")]
+    pub fn demo(mut self, expose: bool) -> App {
+        self.demo = expose;
+        self
+    }
+
+    /// Whether the binary exposes `dev-server` (default: no).
+    #[cfg(feature = "dev-server")]
+    pub fn dev_server(mut self, expose: bool) -> App {
+        self.dev_server = expose;
+        self
+    }
+
+    /// Whether the subcommand `name` is part of this binary's CLI.
+    fn exposes(&self, name: &str) -> bool {
+        match name {
+            #[cfg(feature = "dev-server")]
+            "demo" => self.demo,
+            #[cfg(feature = "dev-server")]
+            "dev-server" => self.dev_server,
+            _ => true,
+        }
+    }
+
+    /// The clap command: perago's subcommands under this binary's name, version and about
+    /// text, without the optional commands it does not expose.
+    fn command(&self) -> clap::Command {
+        let full = Cli::command();
+        let mut command = clap::Command::new(self.name)
+            .version(self.version)
+            .subcommand_required(true)
+            .arg_required_else_help(true);
+        if let Some(about) = self.about {
+            command = command.about(about);
+        }
+        for sub in full.get_subcommands() {
+            if self.exposes(sub.get_name()) {
+                command = command.subcommand(sub.clone());
+            }
+        }
+        command
     }
 }
 
-/// What a command asks the process to exit with.
-pub(crate) type CommandResult = Result<u8, CliError>;
-
-/// Runs the CLI with the process arguments and environment.
-pub fn main_with(targets: Targets) -> ExitCode {
-    run_with_args(targets, std::env::args_os())
+/// Runs the CLI of `app` with the process arguments and environment.
+pub fn main_with(app: App) -> ExitCode {
+    run_with_args(app, std::env::args_os())
 }
 
-/// Runs the CLI with explicit arguments (the first is the program name).
-pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+/// Runs the CLI of `app` with explicit arguments (the first is the program name).
+pub fn run_with_args(app: App, args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match app
+        .command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() {
@@ -193,22 +273,27 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             return ExitCode::from(code);
         }
     };
-    let outcome = match cli.command {
-        Command::Check { target } => check::run(&targets, &target),
-        Command::Extract { target, output } => extract::run(&targets, &target, &output),
+    outcome::finish(dispatch(&app.targets, cli.command))
+}
+
+/// Runs one parsed command.
+fn dispatch(targets: &Targets, command: Command) -> CommandResult {
+    match command {
+        Command::Check { target } => check::run(targets, &target),
+        Command::Extract { target, output } => extract::run(targets, &target, &output),
         Command::Config { target, json } => config_cmd::run(&target, json),
         Command::Targets => {
             for name in targets.names() {
                 println!("{name}");
             }
-            Ok(exit_code::OK)
+            Ok(Outcome::Success)
         }
         Command::Run {
             target,
             input,
             workspace_dir,
             apply,
-        } => run::run(&targets, &target, &input, workspace_dir.as_deref(), apply),
+        } => run::run(targets, &target, &input, workspace_dir.as_deref(), apply),
         #[cfg(feature = "dev-server")]
         Command::Demo {
             workflows,
@@ -222,18 +307,11 @@ pub fn run_with_args(targets: Targets, args: impl IntoIterator<Item = OsString>)
             target,
             jobs,
             execution_mode,
-        } => start::run(&targets, &target, jobs, execution_mode),
+        } => start::run(targets, &target, jobs, execution_mode),
         Command::Child {
             target,
             supervisor_pid,
-        } => child::run_child(&targets, &target, supervisor_pid),
-    };
-    match outcome {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::from(err.exit_code())
-        }
+        } => child::run_child(targets, &target, supervisor_pid),
     }
 }
 
@@ -245,12 +323,11 @@ fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -
         publications,
         progress,
     };
-    let report = demo::run_demo(&options, &mut std::io::stdout())
-        .map_err(|err| CliError::Message(err.to_string()))?;
+    let report = demo::run_demo(&options, &mut std::io::stdout())?;
     Ok(if report.failed == 0 {
-        exit_code::OK
+        Outcome::Success
     } else {
-        exit_code::ERROR
+        Outcome::DemoFailures
     })
 }
 
@@ -259,8 +336,7 @@ pub(crate) fn load_config(
     target: &str,
     overrides: &ConfigOverrides,
 ) -> Result<RuntimeConfig, CliError> {
-    let cwd = std::env::current_dir()
-        .map_err(|err| CliError::Message(format!("cannot read the current directory: {err}")))?;
+    let cwd = std::env::current_dir().map_err(|source| CliError::CurrentDir { source })?;
     Ok(RuntimeConfig::load(target, &cwd, overrides)?)
 }
 
@@ -271,4 +347,103 @@ pub(crate) fn resolve_task(targets: &Targets, target: &str) -> Result<Task, CliE
         eprintln!("warning: {warning}");
     }
     Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn team_app() -> App {
+        App::new("word-count", "1.4.0", Targets::new()).about("The text team's word-count worker")
+    }
+
+    fn render(app: &App, args: &[&str]) -> (ErrorKind, String) {
+        let args = std::iter::once("word-count").chain(args.iter().copied());
+        match app.command().try_get_matches_from(args) {
+            Ok(matches) => panic!("expected clap to stop, got {matches:?}"),
+            Err(err) => (err.kind(), err.render().to_string()),
+        }
+    }
+
+    #[test]
+    fn a_team_binary_prints_its_own_name_version_and_about_text() {
+        let app = team_app();
+        let (kind, version) = render(&app, &["--version"]);
+        assert_eq!(kind, ErrorKind::DisplayVersion);
+        assert_eq!(version.trim_end(), "word-count 1.4.0");
+        let (kind, help) = render(&app, &["--help"]);
+        assert_eq!(kind, ErrorKind::DisplayHelp);
+        assert!(
+            help.starts_with("The text team's word-count worker\n"),
+            "{help}"
+        );
+        assert!(!help.contains(PERAGO_ABOUT), "{help}");
+        for command in ["check", "extract", "config", "targets", "run", "start"] {
+            assert!(
+                help.contains(&format!("  {command} ")),
+                "{command} in {help}"
+            );
+        }
+        assert!(
+            !help.contains(crate::supervisor::CHILD_SUBCOMMAND),
+            "{help}"
+        );
+    }
+
+    #[cfg(feature = "dev-server")]
+    #[test]
+    fn optional_commands_exist_only_when_exposed() {
+        let team = team_app();
+        let (_, help) = render(&team, &["--help"]);
+        assert!(
+            !help.contains("demo") && !help.contains("dev-server"),
+            "{help}"
+        );
+        for command in ["demo", "dev-server"] {
+            let (kind, text) = render(&team, &[command]);
+            assert_eq!(kind, ErrorKind::InvalidSubcommand, "{command}: {text}");
+        }
+        // Exposed one at a time.
+        let with_demo = team_app().demo(true);
+        let (_, help) = render(&with_demo, &["--help"]);
+        assert!(
+            help.contains("  demo ") && !help.contains("dev-server"),
+            "{help}"
+        );
+        let (kind, _) = render(&with_demo, &["dev-server", "--help"]);
+        assert_eq!(kind, ErrorKind::InvalidSubcommand);
+        let (kind, _) = render(&with_demo, &["demo", "--help"]);
+        assert_eq!(kind, ErrorKind::DisplayHelp);
+        let perago = App::new("perago", "0.1.0", Targets::new())
+            .demo(true)
+            .dev_server(true);
+        let (_, help) = render(&perago, &["--help"]);
+        assert!(
+            help.contains("  demo ") && help.contains("  dev-server "),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn the_hidden_child_entry_parses_in_a_team_binary() {
+        let launcher =
+            crate::supervisor::child::ChildLauncher::new("/bin/word-count", "app.word_count", 42);
+        let args = std::iter::once("word-count".to_owned()).chain(launcher.args());
+        let matches = team_app()
+            .command()
+            .try_get_matches_from(args)
+            .unwrap_or_else(|err| panic!("{}", err.render()));
+        match Cli::from_arg_matches(&matches).map(|cli| cli.command) {
+            Ok(Command::Child {
+                target,
+                supervisor_pid,
+            }) => {
+                assert_eq!(target, "app.word_count");
+                assert_eq!(supervisor_pid, 42);
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
 use crate::execution::{AttemptEnv, LocalDirStore, NoFence, WorkspaceStore, run_attempt};
 use crate::registry::Targets;
@@ -18,19 +18,23 @@ use crate::result::TaskStatus;
 use crate::task::{AttemptIdentity, CancelToken};
 use crate::workspace::{LiveOwners, new_execution_id};
 
-fn read_input(source: &str) -> Result<Value, CliError> {
-    let text = if source == "-" {
+fn read_input(path: &str) -> Result<Value, CliError> {
+    let text = if path == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
-            .map_err(|err| CliError::Message(format!("failed to read input from stdin: {err}")))?;
+            .map_err(|source| CliError::ReadStdin { source })?;
         text
     } else {
-        std::fs::read_to_string(source)
-            .map_err(|err| CliError::Message(format!("failed to read input {source}: {err}")))?
+        std::fs::read_to_string(path).map_err(|source| CliError::ReadInput {
+            path: path.to_owned(),
+            source,
+        })?
     };
-    serde_json::from_str(&text)
-        .map_err(|err| CliError::Message(format!("input {source} is not valid JSON: {err}")))
+    serde_json::from_str(&text).map_err(|source| CliError::InvalidInput {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 pub(crate) fn run(
@@ -46,10 +50,9 @@ pub(crate) fn run(
     let store = match (task.is_workspace_task(), workspace_dir) {
         (true, Some(dir)) => {
             if !dir.is_dir() {
-                return Err(CliError::Message(format!(
-                    "workspace directory {} does not exist",
-                    dir.display()
-                )));
+                return Err(CliError::WorkspaceDirMissing {
+                    path: dir.to_path_buf(),
+                });
             }
             // A local run needs no lakeFS coordinates; supply placeholders when absent.
             if let Some(object) = input.as_object_mut() {
@@ -60,10 +63,9 @@ pub(crate) fn run(
             Some(LocalDirStore::new(dir, apply))
         }
         (true, None) => {
-            return Err(CliError::Message(format!(
-                "{} is a workspace task; pass --workspace-dir DIR",
-                task.name()
-            )));
+            return Err(CliError::WorkspaceDirRequired {
+                task: task.name().to_owned(),
+            });
         }
         (false, _) => None,
     };
@@ -107,12 +109,15 @@ pub(crate) fn run(
             }),
         );
     }
-    let text = serde_json::to_string_pretty(&Value::Object(out))
-        .map_err(|err| CliError::Message(format!("failed to encode result: {err}")))?;
+    let text =
+        serde_json::to_string_pretty(&Value::Object(out)).map_err(|source| CliError::Encode {
+            what: "result",
+            source,
+        })?;
     println!("{text}");
     Ok(if report.result.status == TaskStatus::Completed {
-        exit_code::OK
+        Outcome::Success
     } else {
-        exit_code::ATTEMPT_NOT_COMPLETED
+        Outcome::AttemptNotCompleted
     })
 }

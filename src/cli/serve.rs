@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use log::LevelFilter;
 
-use super::exit_code;
+use super::{CommandResult, Outcome};
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
@@ -92,23 +92,10 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
     Ok(exit)
 }
 
-/// The exit code for how a serving process ended: 0 for a clean drain,
-/// [`exit_code::ATTEMPTS_ABANDONED`] when attempts ignored cancellation,
-/// [`exit_code::RUNTIME_FAILURE`] when a runtime thread failed.
-pub fn exit_code_for(exit: &RuntimeExit) -> u8 {
-    if exit.runtime_failure {
-        exit_code::RUNTIME_FAILURE
-    } else if exit.abandoned_attempts > 0 {
-        exit_code::ATTEMPTS_ABANDONED
-    } else {
-        exit_code::OK
-    }
-}
-
 /// The body of a process-mode child: one worker thread, no workspace lock (the supervisor
-/// holds it and runs GC), signals on. Returns the process exit code; errors are printed as
-/// `error: <message>`.
-pub fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> u8 {
+/// holds it and runs GC), signals on. The CLI prints and maps the result exactly as it does
+/// for thread mode's `start`.
+pub(crate) fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> CommandResult {
     let options = ServeOptions {
         target: target.to_owned(),
         task,
@@ -116,11 +103,5 @@ pub fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> u8
         threads: 1,
         lock_workspace_root: false,
     };
-    match serve(options) {
-        Ok(exit) => exit_code_for(&exit),
-        Err(error) => {
-            eprintln!("error: {error}");
-            exit_code::ERROR
-        }
-    }
+    Ok(Outcome::Runtime(serve(options)?))
 }

@@ -5,15 +5,14 @@
 //! `N ≥ 1`, then that the TaskDef is registered in Conductor. Process mode then hands over to
 //! the supervisor (see `cli::child`). Thread mode runs the thread runtime with N worker
 //! threads in this process; the exit code is 0
-//! after a clean drain and [`exit_code::ATTEMPTS_ABANDONED`] or
-//! [`exit_code::RUNTIME_FAILURE`] otherwise.
+//! after a clean drain and [`ATTEMPTS_ABANDONED`](super::exit_code::ATTEMPTS_ABANDONED) or
+//! [`RUNTIME_FAILURE`](super::exit_code::RUNTIME_FAILURE) otherwise.
 
-use super::serve::{ServeOptions, exit_code_for, serve};
-use super::{CliError, CommandResult, exit_code, load_config, resolve_task};
+use super::serve::{ServeOptions, serve};
+use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::conductor::ConductorClient;
 use crate::config::{ConfigOverrides, ExecutionMode};
 use crate::registry::Targets;
-use crate::util::error_chain;
 
 pub(crate) fn run(
     targets: &Targets,
@@ -28,25 +27,21 @@ pub(crate) fn run(
         config.require_lakefs()?;
     }
     if jobs < 1 {
-        return Err(CliError::Message(
-            "worker process count must be at least 1".into(),
-        ));
+        return Err(CliError::NoWorkers);
     }
     let client = ConductorClient::new(conductor);
     match client.get_task_def(task.name()) {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return Err(CliError::Message(format!(
-                "Conductor TaskDef '{}' is not registered; run perago extract and register it before start",
-                task.name()
-            )));
+            return Err(CliError::TaskDefNotRegistered {
+                task: task.name().to_owned(),
+            });
         }
-        Err(error) => {
-            return Err(CliError::Message(format!(
-                "failed to check Conductor TaskDef '{}': {}",
-                task.name(),
-                error_chain(&error)
-            )));
+        Err(source) => {
+            return Err(CliError::TaskDefCheck {
+                task: task.name().to_owned(),
+                source,
+            });
         }
     }
     // Process mode: the supervisor (src/supervisor, glue in cli/child.rs) takes over here.
@@ -60,17 +55,5 @@ pub(crate) fn run(
         threads: jobs,
         lock_workspace_root: true,
     })?;
-    let code = exit_code_for(&exit);
-    if code != exit_code::OK {
-        eprintln!(
-            "error: runtime stopped uncleanly: {} attempt(s) abandoned{}",
-            exit.abandoned_attempts,
-            if exit.runtime_failure {
-                ", a runtime thread failed"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(code)
+    Ok(Outcome::Runtime(exit))
 }

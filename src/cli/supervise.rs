@@ -17,7 +17,6 @@ use std::time::{Duration, SystemTime};
 
 use log::LevelFilter;
 
-use super::exit_code;
 use crate::config::RuntimeConfig;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
@@ -61,29 +60,6 @@ pub enum SupervisorError {
     /// A child could not be started; those already started were stopped again.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-}
-
-impl SupervisorError {
-    /// The process exit code for this error: [`exit_code::CHILD_START_FAILED`] when children
-    /// could not be started (the executable or a spawn), [`exit_code::ERROR`] otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SupervisorError::CurrentExe(_) | SupervisorError::Spawn(_) => {
-                exit_code::CHILD_START_FAILED
-            }
-            _ => exit_code::ERROR,
-        }
-    }
-}
-
-/// The process exit code for how a supervisor run ended: 0 when every child drained cleanly,
-/// [`exit_code::CHILDREN_UNCLEAN`] when children had to be killed or exited with a failure.
-pub fn exit_code_for(exit: &SupervisorExit) -> u8 {
-    if exit.is_clean() {
-        exit_code::OK
-    } else {
-        exit_code::CHILDREN_UNCLEAN
-    }
 }
 
 /// Runs process mode until SIGINT/SIGTERM and every child has exited. See the

@@ -21,7 +21,7 @@ pub struct WorkspaceEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     /// Reading a directory or an entry failed.
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {}", path.display())]
     Read {
         /// The path that could not be read.
         path: PathBuf,
