@@ -129,9 +129,9 @@ pub(crate) enum CliError {
     TaskDefCheck {
         /// The task name.
         task: String,
-        /// The cause.
+        /// The cause (boxed: it is large and rare).
         #[source]
-        source: ConductorError,
+        source: Box<ConductorError>,
     },
     /// A supervised child could not tie its life to its supervisor's.
     #[error(transparent)]

@@ -40,7 +40,7 @@ pub(crate) fn run(
         Err(source) => {
             return Err(CliError::TaskDefCheck {
                 task: task.name().to_owned(),
-                source,
+                source: Box::new(source),
             });
         }
     }
