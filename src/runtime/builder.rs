@@ -58,8 +58,8 @@ impl Runtime {
     /// Starts configuring a runtime serving `task` with `config`.
     ///
     /// ```no_run
-    /// # fn demo(config: perago::config::RuntimeConfig, task: perago::Task) -> Result<(), perago::runtime::RuntimeError> {
-    /// use perago::runtime::Runtime;
+    /// # fn demo(config: perago::RuntimeConfig, task: perago::Task) -> Result<(), perago::RuntimeError> {
+    /// use perago::Runtime;
     ///
     /// let handle = Runtime::builder(config, task).threads(4).start()?;
     /// // ... later, e.g. when the host program stops:
