@@ -46,5 +46,10 @@ fn stubborn() -> Result<Task, DeclarationError> {
 }
 
 fn main() -> ExitCode {
-    perago::cli::main_with(perago::examples::targets().register("examples.stubborn", stubborn))
+    let targets = perago::examples::targets().register("examples.stubborn", stubborn);
+    perago::cli::main_with(perago::cli::App::new(
+        "perago-test-worker",
+        env!("CARGO_PKG_VERSION"),
+        targets,
+    ))
 }
