@@ -174,6 +174,39 @@ fn a_second_runtime_on_the_same_workspace_root_is_refused() {
 }
 
 #[test]
+fn thread_and_process_mode_print_the_same_line_for_the_same_failure() {
+    // The lock path is a directory: the lock cannot be taken, and both modes must say why
+    // with the whole chain of causes, once.
+    let server = dev_server();
+    register(&server, "examples.echo", 30, 0);
+    let mut lines = Vec::new();
+    for mode in ["thread", "process"] {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir
+            .path()
+            .join("workspaces")
+            .join(".perago-supervisor.lock");
+        std::fs::create_dir_all(&lock).unwrap();
+        let output = run(
+            dir.path(),
+            &["start", "examples.echo", "--execution-mode", mode],
+            &server_env(&server),
+        );
+        assert_eq!(output.status.code(), Some(1), "{mode}: {}", stderr(&output));
+        let line = stderr(&output)
+            .trim_end()
+            .replace(&dir.path().display().to_string(), "<dir>");
+        lines.push(line);
+    }
+    assert_eq!(
+        lines[0],
+        "error: failed to acquire supervisor lock <dir>/workspaces/.perago-supervisor.lock: \
+         Is a directory (os error 21)"
+    );
+    assert_eq!(lines[0], lines[1], "thread mode vs process mode");
+}
+
+#[test]
 fn a_body_that_ignores_its_token_is_abandoned_and_the_process_exits_non_zero() {
     let server = dev_server();
     let dir = tempfile::tempdir().unwrap();
