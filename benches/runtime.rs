@@ -122,6 +122,7 @@ impl ConductorApi for FakeConductor {
     fn poll_batch(
         &self,
         _: &str,
+        _: Option<&str>,
         _: &str,
         count: usize,
         _: Duration,
@@ -203,6 +204,8 @@ fn run_attempt_alone(n: usize) -> Duration {
         owners: &owners,
         failure_reason_max_length: 500,
         cancel: CancelToken::never(),
+        task_log: None,
+        previous_output: None,
     };
     let started = Instant::now();
     for i in 0..n {
@@ -373,6 +376,7 @@ fn raw_rate(threads: usize, n: usize) -> f64 {
                             Some(task) => task,
                             None => match client.poll_batch(
                                 TASK,
+                                None,
                                 "raw0001",
                                 1,
                                 Duration::from_millis(100),
@@ -391,6 +395,7 @@ fn raw_rate(threads: usize, n: usize) -> f64 {
                             reason_for_incompletion: None,
                             worker_id: "raw0001".into(),
                             extend_lease: false,
+                            callback_after_seconds: None,
                         };
                         if let Ok(handed_back) = client.update(&update, true) {
                             completed.fetch_add(1, Ordering::Relaxed);

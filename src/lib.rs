@@ -71,7 +71,7 @@ mod workspace;
 
 pub use config::{
     ConductorAuth, ConductorConfig, ConfigError, ConfigOverrides, ExecutionMode, LakefsConfig,
-    RuntimeConfig, Secret,
+    ProxyUrl, RuntimeConfig, Secret, TlsFiles, TlsPaths, WorkerProperty, WorkerSettings,
 };
 pub use registry::{TargetError, Targets};
 pub use result::{Phase, TaskStatus};
@@ -82,8 +82,8 @@ pub use runtime::{
 pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,
     Guardrail, GuardrailPhase, LimitControls, PublishBudget, RetryControls, RetryLogic, Task,
-    TaskBuilder, TaskContext, TaskControls, TaskError, TimeoutControls, TimeoutPolicy,
-    WorkspaceSpec,
+    InProgress, TaskBuilder, TaskContext, TaskControls, TaskError, TaskLogSink, TimeoutControls,
+    TimeoutPolicy, WorkspaceSpec,
 };
 pub use taskdef::{ExtractError, render_task_def, task_def, write_task_def};
 

@@ -5,7 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The terminal status an attempt reports to Conductor.
+/// The status an attempt reports to Conductor: terminal, or `IN_PROGRESS` for a body's
+/// "check back later" outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
@@ -15,6 +16,8 @@ pub enum TaskStatus {
     Failed,
     /// A failure Conductor must not retry.
     FailedWithTerminalError,
+    /// Not finished: Conductor hands the same task out again after `callbackAfterSeconds`.
+    InProgress,
 }
 
 impl TaskStatus {
@@ -24,6 +27,7 @@ impl TaskStatus {
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::FailedWithTerminalError => "FAILED_WITH_TERMINAL_ERROR",
+            TaskStatus::InProgress => "IN_PROGRESS",
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct AttemptResult {
     pub output: Option<Value>,
     /// `reasonForIncompletion` of a failed attempt, already truncated.
     pub reason: Option<String>,
+    /// `callbackAfterSeconds` of an in-progress outcome.
+    pub callback_after_seconds: Option<u64>,
 }
 
 impl AttemptResult {
@@ -99,6 +105,17 @@ impl AttemptResult {
             status: TaskStatus::Completed,
             output: Some(output),
             reason: None,
+            callback_after_seconds: None,
+        }
+    }
+
+    /// An in-progress outcome: intermediate output, re-delivery after the callback delay.
+    pub fn in_progress(output: Value, callback_after_seconds: u64) -> AttemptResult {
+        AttemptResult {
+            status: TaskStatus::InProgress,
+            output: Some(output),
+            reason: None,
+            callback_after_seconds: Some(callback_after_seconds),
         }
     }
 
@@ -108,6 +125,7 @@ impl AttemptResult {
             status,
             output: None,
             reason: Some(reason),
+            callback_after_seconds: None,
         }
     }
 }

@@ -89,6 +89,8 @@ pub(crate) fn run(
         owners: &owners,
         failure_reason_max_length: config.failure_reason_max_length().get(),
         cancel: CancelToken::never(),
+        task_log: None,
+        previous_output: None,
     };
     let report = run_attempt(&task, &identity, &input, &env);
     let mut out = Map::new();

@@ -15,11 +15,13 @@ use super::model::{PolledTask, TaskUpdate};
 /// Implementations must bound every call with a timeout.
 pub trait ConductorApi: Send + Sync {
     /// Takes up to `count` (≥ 1) tasks of `task_type` for `worker_id`, waiting up to `wait`
-    /// for the first one (`GET /api/tasks/poll/batch/{taskType}`). An empty vector means no
-    /// task was available.
+    /// for the first one (`GET /api/tasks/poll/batch/{taskType}`), from the queue of `domain`
+    /// when given (sent as `domain=`; omitted otherwise). An empty vector means no task was
+    /// available.
     fn poll_batch(
         &self,
         task_type: &str,
+        domain: Option<&str>,
         worker_id: &str,
         count: usize,
         wait: Duration,
@@ -48,6 +50,13 @@ pub trait ConductorApi: Send + Sync {
             false,
         )
         .map(drop)
+    }
+
+    /// Appends one line to the task's execution log (`POST /api/tasks/{taskId}/log`), shown
+    /// by the Conductor UI next to the task. The default does nothing (fakes without logs).
+    fn add_task_log(&self, task_id: &str, line: &str) -> Result<(), ConductorError> {
+        let _ = (task_id, line);
+        Ok(())
     }
 
     /// Reads a task by id (`GET /api/tasks/{taskId}`); `None` when the server does not know it.

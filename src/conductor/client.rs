@@ -24,7 +24,7 @@ use super::auth::{AUTH_HEADER, TOKEN_TTL, TokenAuth, TokenReply};
 use super::error::ConductorError;
 use super::model::{PolledTask, TaskUpdate};
 use super::resolver::CachingResolver;
-use crate::config::{ConductorAuth, ConductorConfig, Secret};
+use crate::config::{ConductorAuth, ConductorConfig, ProxyUrl, Secret, TlsFiles};
 
 /// Characters escaped in one path segment (a task or workflow name, a task id).
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -40,6 +40,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'`')
     .add(b'{')
     .add(b'}');
+
+/// The media type of every request body but task log lines.
+const JSON: &str = "application/json";
 
 /// Largest response body read (task inputs can be large, but not unbounded).
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -105,6 +108,8 @@ struct Call<'a> {
     url: String,
     query: &'a [(&'a str, String)],
     body: Option<Vec<u8>>,
+    /// The body's media type.
+    content_type: &'static str,
     timeout: Duration,
 }
 
@@ -139,7 +144,13 @@ impl ConductorClient {
 
     /// A client for `config` with explicit deadlines and pool size.
     pub fn with_options(config: &ConductorConfig, options: ClientOptions) -> ConductorClient {
-        ConductorClient::build(config.server_url(), config.auth().cloned(), options)
+        ConductorClient::build_with(
+            config.server_url(),
+            config.auth().cloned(),
+            config.tls(),
+            config.proxy(),
+            options,
+        )
     }
 
     /// A client for a server API URL (ending in `/api`) without auth: for tests and tools.
@@ -152,7 +163,24 @@ impl ConductorClient {
         auth: Option<ConductorAuth>,
         options: ClientOptions,
     ) -> ConductorClient {
-        let config = ureq::Agent::config_builder()
+        ConductorClient::build_with(server_url, auth, None, None, options)
+    }
+
+    /// The agent honours exactly the configured TLS material and proxy: ureq's own reading
+    /// of the process environment's proxy variables is replaced by the loaded configuration.
+    fn build_with(
+        server_url: &str,
+        auth: Option<ConductorAuth>,
+        tls: Option<&TlsFiles>,
+        proxy: Option<&ProxyUrl>,
+        options: ClientOptions,
+    ) -> ConductorClient {
+        let mut config = ureq::Agent::config_builder()
+            .proxy(proxy.and_then(ProxyUrl::ureq_proxy));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.ureq_config());
+        }
+        let config = config
             // Statuses are classified here, with the body read for the server's message.
             .http_status_as_error(false)
             .timeout_connect(Some(options.connect_timeout))
@@ -241,7 +269,7 @@ impl ConductorClient {
                 let request = request.config().timeout_global(Some(call.timeout)).build();
                 match &call.body {
                     Some(body) => request
-                        .content_type("application/json")
+                        .content_type(call.content_type)
                         .send(body.as_slice()),
                     None => request.send_empty(),
                 }
@@ -277,6 +305,7 @@ impl ConductorClient {
                 key_id: credentials.key_id(),
                 key_secret: credentials.key_secret().expose(),
             })),
+            content_type: JSON,
             timeout: self.options.request_timeout,
         };
         let reply = self.send_once(&call, None)?;
@@ -308,6 +337,7 @@ impl ConductorClient {
             url: self.url(segments),
             query,
             body,
+            content_type: JSON,
             timeout: self.options.request_timeout,
         };
         let reply = self.send(&call)?;
@@ -423,20 +453,26 @@ impl ConductorApi for ConductorClient {
     fn poll_batch(
         &self,
         task_type: &str,
+        domain: Option<&str>,
         worker_id: &str,
         count: usize,
         wait: Duration,
     ) -> Result<Vec<PolledTask>, ConductorError> {
-        let query = [
+        let mut query = vec![
             ("workerid", worker_id.to_owned()),
             ("count", count.max(1).to_string()),
             ("timeout", wait.as_millis().to_string()),
         ];
+        // An empty `domain=` would select the queue `:<taskType>`, which never has tasks.
+        if let Some(domain) = domain.filter(|d| !d.is_empty()) {
+            query.push(("domain", domain.to_owned()));
+        }
         let call = Call {
             method: Method::Get,
             url: self.url(&["tasks", "poll", "batch", task_type]),
             query: &query,
             body: None,
+            content_type: JSON,
             timeout: wait + self.options.poll_slack,
         };
         let reply = self.send(&call)?;
@@ -469,6 +505,20 @@ impl ConductorApi for ConductorClient {
             }
         }
         self.update_v1(update).map(|()| None)
+    }
+
+    fn add_task_log(&self, task_id: &str, line: &str) -> Result<(), ConductorError> {
+        // Conductor reads the body as a raw string (`@RequestBody String`): send it as text.
+        let call = Call {
+            method: Method::Post,
+            url: self.url(&["tasks", task_id, "log"]),
+            query: &[],
+            body: Some(line.as_bytes().to_vec()),
+            content_type: "text/plain; charset=utf-8",
+            timeout: self.options.request_timeout,
+        };
+        let reply = self.send(&call)?;
+        expect_success(&call, &reply)
     }
 
     fn get_task(&self, task_id: &str) -> Result<Option<PolledTask>, ConductorError> {
@@ -650,13 +700,13 @@ mod tests {
         let server = Canned::start(move |_| answers.lock().remove(0));
         let client = client(&server.url, None);
         let wait = Duration::from_millis(100);
-        let tasks = client.poll_batch("my task", "w0001", 3, wait).unwrap();
+        let tasks = client.poll_batch("my task", None, "w0001", 3, wait).unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].task_id, "t1");
         for _ in 0..3 {
             assert!(
                 client
-                    .poll_batch("my task", "w0001", 3, wait)
+                    .poll_batch("my task", None, "w0001", 3, wait)
                     .unwrap()
                     .is_empty()
             );
@@ -746,8 +796,8 @@ mod tests {
         let auth = ConductorAuth::new("key".into(), Secret::new("s3cret".into()));
         let client = client(&server.url, Some(auth));
         let wait = Duration::from_millis(1);
-        assert!(client.poll_batch("q", "w", 1, wait).unwrap().is_empty());
-        assert!(client.poll_batch("q", "w", 1, wait).unwrap().is_empty());
+        assert!(client.poll_batch("q", None, "w", 1, wait).unwrap().is_empty());
+        assert!(client.poll_batch("q", None, "w", 1, wait).unwrap().is_empty());
         let seen = server.seen();
         let summary: Vec<_> = seen
             .iter()
@@ -785,7 +835,7 @@ mod tests {
         let client = client(&server.url, Some(auth));
         for _ in 0..2 {
             client
-                .poll_batch("q", "w", 1, Duration::from_millis(1))
+                .poll_batch("q", None, "w", 1, Duration::from_millis(1))
                 .unwrap();
         }
         let seen = server.seen();

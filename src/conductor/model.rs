@@ -55,6 +55,10 @@ pub struct PolledTask {
     /// The last worker that polled or updated the task.
     #[serde(default, deserialize_with = "null_as_default")]
     pub worker_id: Option<String>,
+    /// The task's current output: `{}` on a first delivery, the intermediate output of the
+    /// last in-progress outcome on a re-delivery.
+    #[serde(default = "empty_object", deserialize_with = "null_as_empty_object")]
+    pub output_data: Value,
 }
 
 impl PolledTask {
@@ -124,6 +128,7 @@ impl From<TaskStatus> for UpdateStatus {
             TaskStatus::Completed => UpdateStatus::Completed,
             TaskStatus::Failed => UpdateStatus::Failed,
             TaskStatus::FailedWithTerminalError => UpdateStatus::FailedWithTerminalError,
+            TaskStatus::InProgress => UpdateStatus::InProgress,
         }
     }
 }
@@ -152,6 +157,9 @@ pub struct TaskUpdate {
     /// `true` for a heartbeat: the server only restarts the response-timeout clock.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub extend_lease: bool,
+    /// With `IN_PROGRESS` (not a heartbeat): hand the task out again after this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_after_seconds: Option<u64>,
 }
 
 impl TaskUpdate {
@@ -165,6 +173,7 @@ impl TaskUpdate {
             reason_for_incompletion: result.reason,
             worker_id: worker_id.to_owned(),
             extend_lease: false,
+            callback_after_seconds: result.callback_after_seconds,
         }
     }
 
@@ -179,6 +188,7 @@ impl TaskUpdate {
             reason_for_incompletion: None,
             worker_id: worker_id.to_owned(),
             extend_lease: true,
+            callback_after_seconds: None,
         }
     }
 }

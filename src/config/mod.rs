@@ -7,15 +7,22 @@
 //! - [`parse`]: each variable's grammar, defaults and the exact error texts ([`ConfigError`]).
 //! - [`secret`]: [`Secret`], a string that is never printed in clear.
 //! - [`runtime`]: [`RuntimeConfig`] and its connection sub-configs; loading and root probing.
+//! - [`net`]: TLS material and HTTP proxies for the Conductor and lakeFS connections.
 //! - [`render`]: `perago config` output, JSON and text, secrets redacted.
+//! - [`worker`]: per-task worker settings (domain, poll interval/timeout, batch size) with
+//!   the Conductor SDKs' variable lookup order.
 
 pub mod dotenv;
+pub mod net;
 pub mod parse;
 pub mod render;
 pub mod runtime;
 pub mod secret;
+pub mod worker;
 
 pub use dotenv::load_env;
 pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
+pub use net::{ProxyUrl, TlsFiles, TlsPaths};
 pub use secret::Secret;
+pub use worker::{WorkerProperty, WorkerSettings};

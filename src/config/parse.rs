@@ -113,6 +113,48 @@ pub enum ConfigError {
         /// What the OS said.
         error: io::Error,
     },
+    /// A worker-setting variable (`CONDUCTOR_WORKER_*`, `conductor.worker.*`) has a value
+    /// its property does not accept.
+    #[error("{var} {rule}")]
+    WorkerSettingInvalid {
+        /// The variable, as written.
+        var: String,
+        /// What the value must be.
+        rule: &'static str,
+    },
+    /// A TLS certificate or key file could not be read.
+    #[error("{var} names a file that cannot be read: {}", .path.display())]
+    TlsFileUnreadable {
+        /// The variable naming the file.
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        error: io::Error,
+    },
+    /// A TLS file holds no usable PEM item of the kind needed.
+    #[error("{var} must name a file holding {expected}: {}", .path.display())]
+    TlsFileInvalid {
+        /// The variable naming the file.
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What it must hold (`a PEM certificate`, `a PEM private key`).
+        expected: &'static str,
+    },
+    /// Only one of a client certificate and its key is configured.
+    #[error("TLS client certificate config is incomplete; missing {missing}")]
+    TlsClientIncomplete {
+        /// The variable that is missing.
+        missing: &'static str,
+    },
+    /// A proxy variable is not a proxy URL.
+    #[error("{var} must be a proxy URL such as 'http://proxy.example.com:3128'")]
+    ProxyInvalid {
+        /// The variable, as spelled in the environment.
+        var: &'static str,
+    },
     /// `PERAGO_LOG_FILE_MAX_SIZE` does not follow the size grammar.
     #[error(
         "PERAGO_LOG_FILE_MAX_SIZE must be a positive size such as '512KB', '100MB', or '1.5GB'"
@@ -197,7 +239,11 @@ impl ConfigError {
             }
             Self::DurationInvalid { var }
             | Self::TooLarge { var, .. }
-            | Self::Placeholder { var } => Some(var),
+            | Self::Placeholder { var }
+            | Self::TlsFileUnreadable { var, .. }
+            | Self::TlsFileInvalid { var, .. }
+            | Self::ProxyInvalid { var } => Some(var),
+            Self::TlsClientIncomplete { missing } => Some(missing),
             Self::ConductorRequired => Some(vars::CONDUCTOR_SERVER_URL),
             Self::ConductorAuthIncomplete { missing } | Self::LakefsIncomplete { missing } => {
                 missing.first().copied()
@@ -205,6 +251,9 @@ impl ConfigError {
             Self::DotenvUnreadable { .. }
             | Self::DotenvNotUtf8 { .. }
             | Self::NotWritable { .. }
+            // Worker-setting variables are named by the operator (`conductor.worker.<task>…`):
+            // the message carries the name.
+            | Self::WorkerSettingInvalid { .. }
             | Self::LakefsRequired => None,
         }
     }

@@ -23,7 +23,9 @@ use super::parse::{
     parse_duration, parse_failure_reason_max_length, parse_log_file_max_size, parse_log_retention,
     validate_worker_id_prefix, vars,
 };
+use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::secret::Secret;
+use super::worker::{WorkerSettings, WorkerSettingsSource};
 
 /// Orkes-style key/secret pair used to obtain a Conductor access token (beyond the reference).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -57,12 +59,33 @@ pub struct ConductorConfig {
     server_url: String,
     #[serde(default)]
     auth: Option<ConductorAuth>,
+    #[serde(default)]
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    proxy: Option<ProxyUrl>,
 }
 
 impl ConductorConfig {
     /// Builds the config; [`RuntimeConfig::from_env_map`] is the validating path.
     pub fn new(server_url: String, auth: Option<ConductorAuth>) -> Self {
-        Self { server_url, auth }
+        Self {
+            server_url,
+            auth,
+            tls: None,
+            proxy: None,
+        }
+    }
+
+    /// TLS settings (`CONDUCTOR_SSL_CA_CERT`, `CONDUCTOR_SSL_CLIENT_CERT`,
+    /// `CONDUCTOR_SSL_CLIENT_KEY`), when any is set.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The proxy used for `CONDUCTOR_SERVER_URL` (by its scheme, unless `NO_PROXY` exempts
+    /// its host).
+    pub fn proxy(&self) -> Option<&ProxyUrl> {
+        self.proxy.as_ref()
     }
 
     /// `CONDUCTOR_SERVER_URL`, trimmed (e.g. `http://localhost:8080/api`).
@@ -83,6 +106,10 @@ pub struct LakefsConfig {
     endpoint_url: String,
     access_key_id: String,
     secret_access_key: Secret,
+    #[serde(default)]
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    proxy: Option<ProxyUrl>,
 }
 
 impl LakefsConfig {
@@ -92,7 +119,20 @@ impl LakefsConfig {
             endpoint_url,
             access_key_id,
             secret_access_key,
+            tls: None,
+            proxy: None,
         }
+    }
+
+    /// TLS settings (`LAKECTL_SERVER_CA_CERT`, `LAKECTL_SERVER_CLIENT_CERT`,
+    /// `LAKECTL_SERVER_CLIENT_KEY`), when any is set.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The proxy used for `LAKECTL_SERVER_ENDPOINT_URL`.
+    pub fn proxy(&self) -> Option<&ProxyUrl> {
+        self.proxy.as_ref()
     }
 
     /// `LAKECTL_SERVER_ENDPOINT_URL`.
@@ -150,6 +190,8 @@ pub struct RuntimeConfig {
     conductor: Option<ConductorConfig>,
     lakefs: Option<LakefsConfig>,
     worker_id: Option<String>,
+    /// Every per-task worker setting found in the environment (not part of the JSON shape).
+    worker_settings: WorkerSettingsSource,
 }
 
 impl RuntimeConfig {
@@ -231,9 +273,25 @@ impl RuntimeConfig {
             .transpose()?
             .unwrap_or(DEFAULT_FAILURE_REASON_MAX_LENGTH);
 
-        let conductor = conductor_from_env(&get)?;
+        let proxies = ProxyEnv::from_env(&get)?;
+        let conductor = conductor_from_env(&get)?.map(|mut conductor| {
+            conductor.proxy = proxies.proxy_for(&conductor.server_url);
+            conductor
+        });
+        let conductor_tls = TlsFiles::from_env(&get, CONDUCTOR_TLS)?;
+        let conductor = conductor.map(|conductor| ConductorConfig {
+            tls: conductor_tls,
+            ..conductor
+        });
         let lakefs = lakefs_from_env(&get)?;
+        let lakefs_tls = TlsFiles::from_env(&get, LAKEFS_TLS)?;
+        let lakefs = lakefs.map(|lakefs| LakefsConfig {
+            proxy: proxies.proxy_for(&lakefs.endpoint_url),
+            tls: lakefs_tls,
+            ..lakefs
+        });
         let worker_id = non_blank(get(vars::PERAGO_WORKER_ID)).map(str::to_owned);
+        let worker_settings = WorkerSettingsSource::from_env_map(env)?;
 
         Ok(Self {
             workspace_root,
@@ -250,7 +308,14 @@ impl RuntimeConfig {
             conductor,
             lakefs,
             worker_id,
+            worker_settings,
         })
+    }
+
+    /// The worker settings of task `task_name` (domain, poll interval, poll timeout, batch
+    /// size), looked up as [`super::worker`] describes.
+    pub fn worker(&self, task_name: &str) -> WorkerSettings {
+        self.worker_settings.resolve(task_name)
     }
 
     /// Proves both roots usable: each is created if missing, then a fresh
@@ -555,6 +620,7 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             conductor: raw.conductor,
             lakefs: raw.lakefs,
             worker_id: raw.worker_id.filter(|id| !id.trim().is_empty()),
+            worker_settings: WorkerSettingsSource::default(),
         })
     }
 }

@@ -23,10 +23,13 @@ use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
 use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
 use crate::task::contract::HandlerError;
 use crate::task::guardrail::{GuardrailPhase, check_all};
-use crate::task::{AttemptIdentity, CancelToken, Task, TaskContext, TaskError};
+use crate::task::{AttemptIdentity, CancelToken, InProgress, Task, TaskContext, TaskError, TaskLogSink};
 use crate::workspace::{
     AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, create_attempt_dir, diff, new_owner_token,
 };
+
+/// The failure reason when a writable workspace task returns an in-progress outcome.
+pub const IN_PROGRESS_WRITABLE_REASON: &str = "in-progress outcomes are not supported for writable workspace tasks (publication happens only with a final outcome); nothing was published";
 
 /// The failure reason when the shutdown deadline cancels an attempt.
 pub const SHUTDOWN_DEADLINE_REASON: &str = "worker shutdown deadline exceeded";
@@ -45,6 +48,23 @@ pub struct AttemptEnv<'a> {
     pub failure_reason_max_length: usize,
     /// Fires when the shutdown deadline is reached.
     pub cancel: CancelToken,
+    /// Where `ctx.log()` lines go besides the worker log (Conductor's task log).
+    pub task_log: Option<TaskLogSink>,
+    /// The task's output as delivered: the intermediate output of its last in-progress
+    /// outcome on a re-delivery, `{}` (or `None`) otherwise.
+    pub previous_output: Option<&'a Value>,
+}
+
+/// What the body produced, when it did not fail.
+enum BodyOutcome {
+    Result(Value),
+    InProgress(InProgress),
+}
+
+/// What a successful run reports.
+enum Outcome {
+    Completed(Value),
+    InProgress(InProgress),
 }
 
 /// The outcome of one attempt, with what the runtime logs about it.
@@ -118,13 +138,20 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn body(&mut self, params: Value) -> Result<Value, Failure> {
+    fn body(&mut self, params: Value) -> Result<BodyOutcome, Failure> {
         self.check_cancel(Phase::Body)?;
         let workspace = self
             .attempt_dir
             .as_ref()
             .map(|dir| dir.path().to_path_buf());
-        let ctx = TaskContext::new(self.identity.clone(), self.env.cancel.clone(), workspace);
+        let previous = self
+            .env
+            .previous_output
+            .and_then(Value::as_object)
+            .cloned();
+        let ctx = TaskContext::new(self.identity.clone(), self.env.cancel.clone(), workspace)
+            .with_task_log(self.env.task_log.clone())
+            .with_previous_output(previous);
         let task = self.task;
         let outcome = catch_unwind(AssertUnwindSafe(|| task.call(&ctx, params)));
         let value = match outcome {
@@ -149,6 +176,12 @@ impl<'a> Run<'a> {
             Ok(Err(HandlerError::Body(TaskError::Terminal(reason)))) => {
                 return Err(Failure::terminal(Phase::Body, reason));
             }
+            Ok(Err(HandlerError::Body(TaskError::InProgress(progress)))) => {
+                if self.task.is_writable() {
+                    return Err(Failure::failed(Phase::Body, IN_PROGRESS_WRITABLE_REASON));
+                }
+                return Ok(BodyOutcome::InProgress(progress));
+            }
             Ok(Err(HandlerError::Body(error))) => {
                 return Err(Failure::failed(Phase::Body, error.reason()));
             }
@@ -163,16 +196,18 @@ impl<'a> Run<'a> {
         self.task
             .validate_result(&value)
             .map_err(|error| Failure::failed(Phase::Body, format!("invalid result: {error}")))?;
-        Ok(value)
+        Ok(BodyOutcome::Result(value))
     }
 
-    fn run(&mut self, input: &Value) -> Result<Value, Failure> {
+    fn run(&mut self, input: &Value) -> Result<Outcome, Failure> {
         let ParsedInput { workspace, params } = self
             .timed(Phase::Input, |_| parse_input(self.task, input))
             .map_err(|reason| Failure::failed(Phase::Input, reason))?;
         let Some(workspace) = workspace else {
-            let result = self.timed(Phase::Body, |run| run.body(params))?;
-            return Ok(completed_output(None, result));
+            return match self.timed(Phase::Body, |run| run.body(params))? {
+                BodyOutcome::Result(result) => Ok(Outcome::Completed(completed_output(None, result))),
+                BodyOutcome::InProgress(progress) => Ok(Outcome::InProgress(progress)),
+            };
         };
         let Some(spec) = self.task.workspace().cloned() else {
             return Err(Failure::failed(Phase::Input, "task has no workspace spec"));
@@ -183,7 +218,12 @@ impl<'a> Run<'a> {
             check_all(&root, spec.pre_guardrails(), GuardrailPhase::Pre)
         })
         .map_err(|violation| Failure::terminal(Phase::PreGuardrail, violation.to_string()))?;
-        let result = self.timed(Phase::Body, |run| run.body(params))?;
+        // Only a read-only workspace task gets an in-progress outcome this far (a writable
+        // one failed in `body`): nothing to check or publish for an unfinished attempt.
+        let result = match self.timed(Phase::Body, |run| run.body(params))? {
+            BodyOutcome::Result(result) => result,
+            BodyOutcome::InProgress(progress) => return Ok(Outcome::InProgress(progress)),
+        };
         self.timed(Phase::PostGuardrail, |_| {
             check_all(&root, spec.post_guardrails(), GuardrailPhase::Post)
         })
@@ -193,10 +233,10 @@ impl<'a> Run<'a> {
         } else {
             self.publish(&workspace, &before, &root)?
         };
-        Ok(completed_output(
+        Ok(Outcome::Completed(completed_output(
             Some(workspace_output(&workspace, &published)),
             result,
-        ))
+        )))
     }
 
     fn root(&self) -> Result<std::path::PathBuf, Failure> {
@@ -381,7 +421,15 @@ pub fn run_attempt(
     run.timings
         .push((Phase::Cleanup, cleanup_started.elapsed()));
     let (result, failed_phase, reason_original_chars) = match outcome {
-        Ok(output) => (AttemptResult::completed(output), None, None),
+        Ok(Outcome::Completed(output)) => (AttemptResult::completed(output), None, None),
+        Ok(Outcome::InProgress(progress)) => (
+            AttemptResult::in_progress(
+                Value::Object(progress.output),
+                progress.callback_after_seconds,
+            ),
+            None,
+            None,
+        ),
         Err(failure) => {
             let cut = truncate_reason(&failure.reason, env.failure_reason_max_length);
             let original = cut.truncated.then_some(cut.original_chars);

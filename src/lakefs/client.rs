@@ -31,7 +31,7 @@ use super::model::{
     CommitCreation, CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats,
     ObjectStatsList, PathList, Repository, RepositoryCreation,
 };
-use crate::config::{LakefsConfig, Secret};
+use crate::config::{LakefsConfig, ProxyUrl, Secret, TlsFiles};
 use crate::task::CancelToken;
 use crate::util::backoff::{Backoff, Exponential, Jittered};
 use crate::util::error_chain;
@@ -386,10 +386,35 @@ impl LakefsClient {
         secret_access_key: &Secret,
         options: ClientOptions,
     ) -> Result<LakefsClient, LakefsError> {
+        LakefsClient::new_with(
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            None,
+            None,
+            options,
+        )
+    }
+
+    /// Like [`LakefsClient::new`], with TLS material and a proxy; the agent uses exactly
+    /// these (never the process environment's proxy variables on its own).
+    pub fn new_with(
+        endpoint: &str,
+        access_key_id: &str,
+        secret_access_key: &Secret,
+        tls: Option<&TlsFiles>,
+        proxy: Option<&ProxyUrl>,
+        options: ClientOptions,
+    ) -> Result<LakefsClient, LakefsError> {
         let base = normalize_endpoint(endpoint)?;
         let credentials = base64::engine::general_purpose::STANDARD
             .encode(format!("{access_key_id}:{}", secret_access_key.expose()));
-        let agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
+            .proxy(proxy.and_then(ProxyUrl::ureq_proxy));
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.ureq_config());
+        }
+        let agent = config
             // Every status is handled here, with lakeFS's message and the retry rules.
             .http_status_as_error(false)
             .max_redirects(0)
@@ -410,10 +435,12 @@ impl LakefsClient {
 
     /// A client from the runtime configuration, with default options.
     pub fn from_config(config: &LakefsConfig) -> Result<LakefsClient, LakefsError> {
-        LakefsClient::new(
+        LakefsClient::new_with(
             config.endpoint_url(),
             config.access_key_id(),
             config.secret_access_key(),
+            config.tls(),
+            config.proxy(),
             ClientOptions::default(),
         )
     }

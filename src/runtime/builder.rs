@@ -20,6 +20,7 @@ use super::lease::LeaseKeeper;
 use super::poller::Poller;
 use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
 use super::signals;
+use super::task_log::{LogSender, Shipper};
 use super::worker::{Shared, Worker};
 use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
 use crate::config::RuntimeConfig;
@@ -32,10 +33,6 @@ use crate::workspace::{LiveOwners, acquire_supervisor_lock};
 pub mod defaults {
     use super::*;
 
-    /// Long-poll wait sent with each poll (every Conductor SDK uses 100 ms).
-    pub const POLL_WAIT: Duration = Duration::from_millis(100);
-    /// Cap of the empty-poll backoff.
-    pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
     /// First delay of the empty-poll backoff.
     pub const EMPTY_POLL_FIRST_DELAY: Duration = Duration::from_millis(2);
     /// Backoff after failed polls.
@@ -69,6 +66,7 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn builder(config: RuntimeConfig, task: Task) -> RuntimeBuilder {
+        let worker = config.worker(task.name());
         RuntimeBuilder {
             config,
             task,
@@ -79,8 +77,10 @@ impl Runtime {
             signals: false,
             owners: None,
             log_dir: None,
-            poll_wait: defaults::POLL_WAIT,
-            poll_interval: defaults::POLL_INTERVAL,
+            poll_wait: worker.poll_timeout(),
+            poll_interval: worker.poll_interval(),
+            domain: worker.domain().map(str::to_owned),
+            batch_size: worker.batch_size(),
             poll_error_backoff: defaults::POLL_ERROR_BACKOFF,
             update_retry: RetryPolicy {
                 attempts: NonZeroU32::new(defaults::UPDATE_ATTEMPTS).unwrap_or(NonZeroU32::MIN),
@@ -105,6 +105,8 @@ pub struct RuntimeBuilder {
     log_dir: Option<PathBuf>,
     poll_wait: Duration,
     poll_interval: Duration,
+    domain: Option<String>,
+    batch_size: Option<std::num::NonZeroUsize>,
     poll_error_backoff: Backoff,
     update_retry: RetryPolicy,
     force_grace: Duration,
@@ -171,14 +173,29 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Long-poll wait sent with each poll (default 100 ms).
+    /// The task domain polled (default: the task's `domain` worker setting, see
+    /// [`RuntimeConfig::worker`]); `None` polls the default queue.
+    pub fn domain(mut self, domain: Option<String>) -> Self {
+        self.domain = domain.filter(|d| !d.is_empty());
+        self
+    }
+
+    /// The most tasks asked for in one poll (default: the `batch_size` worker setting, else
+    /// every free slot).
+    pub fn batch_size(mut self, batch_size: Option<std::num::NonZeroUsize>) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Long-poll wait sent with each poll (default: the `poll_timeout` worker setting, 100 ms
+    /// when unset).
     pub fn poll_wait(mut self, wait: Duration) -> Self {
         self.poll_wait = wait;
         self
     }
 
-    /// Cap of the empty-poll backoff (default 100 ms): after n empty polls in a row the
-    /// poller waits `min(2^n ms, interval)`.
+    /// Cap of the empty-poll backoff (default: the `poll_interval` worker setting, 100 ms
+    /// when unset): after n empty polls in a row the poller waits `min(2^n ms, interval)`.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -282,6 +299,20 @@ impl RuntimeBuilder {
                 timer.run();
             })?);
         }
+        let (shipper, log_lines) = Shipper::new(config, Arc::clone(&counters));
+        let sender = LogSender {
+            api: Arc::clone(&api),
+            lines: log_lines,
+            halt: shutdown.halt_token(),
+            counters: Arc::clone(&counters),
+        };
+        startup.threads.task_log = Some(spawn("task-log", {
+            let panic = PanicGuard::new(&shutdown, "task-log");
+            move || {
+                let _panic = panic;
+                sender.run();
+            }
+        })?);
         let shared = Arc::new(Shared {
             task: self.task.clone(),
             fence: ConductorFence::new(Arc::clone(&api)),
@@ -294,6 +325,7 @@ impl RuntimeBuilder {
             shutdown: shutdown.clone(),
             counters: Arc::clone(&counters),
             update_retry: self.update_retry,
+            task_log: Some(shipper),
         });
         for index in 1..=self.threads {
             let name = format!("worker-{index}");
@@ -316,6 +348,7 @@ impl RuntimeBuilder {
         let poller = Poller {
             api: Arc::clone(&api),
             task_type: self.task.name().to_owned(),
+            domain: self.domain.clone(),
             worker_id: worker_id.clone(),
             slots: slots_rx,
             jobs: jobs_tx,
@@ -323,6 +356,7 @@ impl RuntimeBuilder {
             drain: shutdown.drain_token(),
             _panic: PanicGuard::new(&shutdown, "poller"),
             wait: self.poll_wait,
+            batch_size: self.batch_size,
             empty_backoff: Backoff::new(
                 defaults::EMPTY_POLL_FIRST_DELAY.min(self.poll_interval),
                 self.poll_interval,
@@ -335,6 +369,7 @@ impl RuntimeBuilder {
             worker_id = worker_id.as_str(),
             task = self.task.name(),
             threads = self.threads as u64,
+            domain = self.domain.as_deref().unwrap_or(""),
             workspace_root:% = workspace_root.display();
             "runtime started"
         );
@@ -391,6 +426,7 @@ impl Drop for Startup {
                 threads.poller.is_some(),
                 threads.lease.is_some(),
                 threads.gc.is_some(),
+                threads.task_log.is_some(),
             ]
             .into_iter()
             .filter(|started| *started)

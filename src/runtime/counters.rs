@@ -16,6 +16,9 @@ pub(crate) struct Counters {
     pub(crate) poll_errors: AtomicU64,
     pub(crate) update_retries: AtomicU64,
     pub(crate) gc_sweeps: AtomicU64,
+    pub(crate) in_progress: AtomicU64,
+    pub(crate) task_logs_sent: AtomicU64,
+    pub(crate) task_logs_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -43,6 +46,9 @@ impl Counters {
             poll_errors: get(&self.poll_errors),
             update_retries: get(&self.update_retries),
             gc_sweeps: get(&self.gc_sweeps),
+            in_progress: get(&self.in_progress),
+            task_logs_sent: get(&self.task_logs_sent),
+            task_logs_dropped: get(&self.task_logs_dropped),
         }
     }
 }
@@ -69,6 +75,12 @@ pub struct CountersSnapshot {
     pub update_retries: u64,
     /// Workspace GC timer sweeps completed.
     pub gc_sweeps: u64,
+    /// Attempts that reported `IN_PROGRESS` ("check back later"); not counted as finished.
+    pub in_progress: u64,
+    /// `ctx.log()` lines sent to Conductor's task log.
+    pub task_logs_sent: u64,
+    /// `ctx.log()` lines not sent (queue full, request failed, or still queued at halt).
+    pub task_logs_dropped: u64,
 }
 
 impl CountersSnapshot {

@@ -140,6 +140,7 @@ mod tests {
         fn poll_batch(
             &self,
             _: &str,
+            _: Option<&str>,
             _: &str,
             _: usize,
             _: Duration,

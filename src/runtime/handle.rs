@@ -48,6 +48,7 @@ pub(crate) struct Threads {
     pub(crate) poller: Option<JoinHandle<()>>,
     pub(crate) lease: Option<JoinHandle<()>>,
     pub(crate) gc: Option<JoinHandle<()>>,
+    pub(crate) task_log: Option<JoinHandle<()>>,
     pub(crate) signals: Option<SignalWatcher>,
 }
 
@@ -58,7 +59,12 @@ impl Threads {
         if let Some(signals) = self.signals.take() {
             signals.stop();
         }
-        for thread in [self.poller.take(), self.lease.take(), self.gc.take()]
+        for thread in [
+            self.poller.take(),
+            self.lease.take(),
+            self.gc.take(),
+            self.task_log.take(),
+        ]
             .into_iter()
             .flatten()
         {

@@ -19,7 +19,8 @@
 //! - [`builder`]: [`Runtime::builder`] and transactional start.
 //! - [`handle`]: [`RuntimeHandle`] (`shutdown`, `force`, `join`, `counters`) and [`RuntimeExit`].
 //! - [`shutdown`]: [`Shutdown`] and the ordered [`ShutdownReason`].
-//! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`: one file per thread.
+//! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`, `task_log`: one file per thread
+//!   (`task_log` ships `ctx.log()` lines to Conductor's task log).
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
 //! - `identity`: [`attempt_identity`], a polled task's domain identity.
 //! - [`counters`]: the live counters (delays come from `util::backoff`).
@@ -36,6 +37,7 @@ pub mod lease;
 mod poller;
 pub mod shutdown;
 mod signals;
+mod task_log;
 mod worker;
 
 #[cfg(test)]

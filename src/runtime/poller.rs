@@ -3,7 +3,8 @@
 //!
 //! Slots are permits on a bounded channel: every worker returns one when it is ready for
 //! another task, and the poller collects them (blocking only while it holds none). A poll
-//! asks for `count = free slots`; each task received uses one slot. After an empty poll the
+//! asks for `count = free slots` (capped by the worker's `batch_size` setting) in the
+//! worker's task domain, if it has one; each task received uses one slot. After an empty poll the
 //! poller waits 2, 4, 8 … ms up to the poll interval; after a failed poll it waits an
 //! exponential, capped, jittered delay (the poller never exits on a server error). Every wait
 //! is a `select!` with the drain signal, so polling stops the moment shutdown starts; tasks
@@ -26,6 +27,8 @@ use crate::util::error_chain;
 pub(crate) struct Poller {
     pub(crate) api: Arc<dyn ConductorApi>,
     pub(crate) task_type: String,
+    /// The task domain polled (`domain=`), if any.
+    pub(crate) domain: Option<String>,
     pub(crate) worker_id: String,
     /// Free-slot permits returned by workers.
     pub(crate) slots: Receiver<()>,
@@ -37,6 +40,8 @@ pub(crate) struct Poller {
     pub(crate) _panic: PanicGuard,
     /// Long-poll wait sent to the server.
     pub(crate) wait: Duration,
+    /// The most tasks asked for in one poll (`None`: every free slot).
+    pub(crate) batch_size: Option<std::num::NonZeroUsize>,
     pub(crate) empty_backoff: Backoff,
     pub(crate) error_backoff: Backoff,
 }
@@ -64,10 +69,14 @@ impl Poller {
             if self.drain.is_cancelled() {
                 return;
             }
-            match self
-                .api
-                .poll_batch(&self.task_type, &self.worker_id, free, self.wait)
-            {
+            let count = self.batch_size.map_or(free, |cap| free.min(cap.get()));
+            match self.api.poll_batch(
+                &self.task_type,
+                self.domain.as_deref(),
+                &self.worker_id,
+                count,
+                self.wait,
+            ) {
                 Ok(tasks) if tasks.is_empty() => {
                     error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
                     let delay = empty_delays.next().unwrap_or(self.empty_backoff.max);

@@ -76,6 +76,7 @@ impl ConductorApi for FakeConductor {
     fn poll_batch(
         &self,
         _: &str,
+        _: Option<&str>,
         _: &str,
         count: usize,
         _: Duration,

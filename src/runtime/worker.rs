@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Shutdown,
     pub(crate) counters: Arc<Counters>,
     pub(crate) update_retry: RetryPolicy,
+    /// Ships `ctx.log()` lines to Conductor's task log.
+    pub(crate) task_log: Option<Arc<super::task_log::Shipper>>,
 }
 
 /// One worker thread's state.
@@ -89,6 +91,8 @@ impl Worker {
             owners: &shared.owners,
             failure_reason_max_length: shared.failure_reason_max_length,
             cancel: cancel.token(),
+            task_log: shared.task_log.as_ref().map(|s| s.sink(&task.task_id)),
+            previous_output: Some(&task.output_data),
         };
         let report = run_attempt(&shared.task, &identity, &task.input_data, &env);
         drop(cancel);
@@ -97,10 +101,12 @@ impl Worker {
             self.leases.stop(&task.task_id);
         }
         let status = report.result.status;
-        if status == TaskStatus::Completed {
-            Counters::inc(&shared.counters.completed);
-        } else {
-            Counters::inc(&shared.counters.failed);
+        match status {
+            TaskStatus::Completed => Counters::inc(&shared.counters.completed),
+            TaskStatus::InProgress => Counters::inc(&shared.counters.in_progress),
+            TaskStatus::Failed | TaskStatus::FailedWithTerminalError => {
+                Counters::inc(&shared.counters.failed);
+            }
         }
         log_summary(&identity, &task, &report, started.elapsed(), shared);
 
@@ -251,7 +257,10 @@ fn log_summary(
             "failure reason truncated"
         );
     }
-    let level = if report.result.status == TaskStatus::Completed {
+    let level = if matches!(
+        report.result.status,
+        TaskStatus::Completed | TaskStatus::InProgress
+    ) {
         log::Level::Info
     } else {
         log::Level::Warn

@@ -1,7 +1,11 @@
 //! What a task body sees of its attempt: identity, cancellation, workspace and a logger.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
 
 use super::cancel::{CancelToken, Cancelled};
 
@@ -39,6 +43,7 @@ pub struct TaskContext {
     cancel: CancelToken,
     workspace: Option<PathBuf>,
     logger: AttemptLogger,
+    previous_output: Option<Map<String, Value>>,
 }
 
 impl TaskContext {
@@ -52,13 +57,35 @@ impl TaskContext {
             task_id: identity.task_id.clone(),
             workflow_instance_id: identity.workflow_instance_id.clone(),
             execution_id: identity.execution_id.clone(),
+            remote: None,
         };
         TaskContext {
             identity,
             cancel,
             workspace,
             logger,
+            previous_output: None,
         }
+    }
+
+    /// Also sends every line logged through [`TaskContext::log`] to `sink` (the runtime
+    /// ships them to Conductor's task log).
+    pub fn with_task_log(mut self, sink: Option<TaskLogSink>) -> TaskContext {
+        self.logger.remote = sink;
+        self
+    }
+
+    /// Sets the output this task reported with its last in-progress outcome.
+    pub fn with_previous_output(mut self, output: Option<Map<String, Value>>) -> TaskContext {
+        self.previous_output = output.filter(|output| !output.is_empty());
+        self
+    }
+
+    /// The intermediate output of this attempt's previous in-progress outcome (Conductor
+    /// re-delivers the same task with the output it was last given), or `None` on a first
+    /// delivery.
+    pub fn previous_output(&self) -> Option<&Map<String, Value>> {
+        self.previous_output.as_ref()
     }
 
     /// The attempt identity.
@@ -129,6 +156,31 @@ pub struct AttemptLogger {
     task_id: String,
     workflow_instance_id: String,
     execution_id: String,
+    remote: Option<TaskLogSink>,
+}
+
+/// Where an attempt's log lines go besides the worker log: a function taking each line.
+///
+/// The runtime's sink queues lines for Conductor's task log without blocking; see
+/// `perago start` in the README for its bounds and redaction.
+#[derive(Clone)]
+pub struct TaskLogSink {
+    send: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl TaskLogSink {
+    /// A sink calling `send` with every line (`LEVEL message`).
+    pub fn new(send: impl Fn(&str) + Send + Sync + 'static) -> TaskLogSink {
+        TaskLogSink {
+            send: Arc::new(send),
+        }
+    }
+}
+
+impl fmt::Debug for TaskLogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskLogSink").finish_non_exhaustive()
+    }
 }
 
 impl AttemptLogger {
@@ -142,6 +194,9 @@ impl AttemptLogger {
             execution_id = self.execution_id.as_str();
             "{message}"
         );
+        if let Some(remote) = &self.remote {
+            (remote.send)(&format!("{level} {message}"));
+        }
     }
 
     /// Logs at info level.

@@ -19,12 +19,12 @@ pub mod schema;
 pub mod workspace_spec;
 
 pub use cancel::{CancelSource, CancelToken, Cancelled};
-pub use context::{AttemptIdentity, AttemptLogger, TaskContext};
+pub use context::{AttemptIdentity, AttemptLogger, TaskContext, TaskLogSink};
 pub use contract::{DeclarationError, Task, TaskBuilder};
 pub use controls::{
     LimitControls, PublishBudget, RetryControls, RetryLogic, TaskControls, TimeoutControls,
     TimeoutPolicy,
 };
-pub use error::TaskError;
+pub use error::{InProgress, TaskError};
 pub use guardrail::{Guardrail, GuardrailPhase};
 pub use workspace_spec::WorkspaceSpec;

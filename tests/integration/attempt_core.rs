@@ -123,6 +123,8 @@ impl Harness {
             owners: &self.owners,
             failure_reason_max_length: 500,
             cancel,
+            task_log: None,
+            previous_output: None,
         };
         run_attempt(task, &identity(), &input, &env)
     }

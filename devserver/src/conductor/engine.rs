@@ -68,6 +68,9 @@ pub struct TaskRecord {
     pub response_timeout_seconds: u64,
     /// Re-queue delay.
     pub callback_after_seconds: u64,
+    /// The task domain the task was queued in (from the workflow's `taskToDomain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// Failure text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_for_incompletion: Option<String>,
@@ -94,8 +97,38 @@ pub(crate) struct WorkflowRecord {
     reason: Option<String>,
     task_ids: Vec<String>,
     task_defs: HashMap<String, Value>,
+    /// `taskToDomain` of the start request: task name (or `*`) → comma-separated domains.
+    #[serde(default)]
+    task_to_domain: BTreeMap<String, String>,
     create_time: i64,
     end_time: i64,
+}
+
+/// One task execution log line (`TaskExecLog`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskLog {
+    /// The text, as the worker sent it.
+    pub log: String,
+    /// The task it belongs to.
+    pub task_id: String,
+    /// Epoch ms.
+    pub created_time: i64,
+}
+
+/// The most log lines kept per task; older lines are dropped first.
+pub const MAX_LOGS_PER_TASK: usize = 10_000;
+
+/// How recently a domain must have been polled to be chosen (the real server's
+/// `activeWorkerLastPollTimeout`, 10 s).
+const ACTIVE_WORKER_LAST_POLL_MS: i64 = 10_000;
+
+/// The queue of `task_type` in `domain`: `<domain>:<taskType>`, or `<taskType>` without one.
+fn queue_name(domain: Option<&str>, task_type: &str) -> String {
+    match domain {
+        Some(domain) => format!("{domain}:{task_type}"),
+        None => task_type.to_owned(),
+    }
 }
 
 /// The persisted part of the engine.
@@ -110,6 +143,12 @@ pub(crate) struct State {
     /// here rather than on the task so it persists without showing in the task JSON.
     #[serde(default)]
     visible_at: HashMap<String, i64>,
+    /// Execution logs per task id.
+    #[serde(default)]
+    logs: HashMap<String, Vec<TaskLog>>,
+    /// Epoch ms of the last poll per queue name, for domain selection (not persisted).
+    #[serde(skip)]
+    last_poll: HashMap<String, i64>,
     next_id: u64,
 }
 
@@ -201,6 +240,18 @@ pub struct TaskResultBody {
     pub worker_id: Option<String>,
     /// Heartbeat flag.
     pub extend_lease: Option<bool>,
+    /// Execution logs sent with the result (`[{"log", "createdTime"}]`).
+    pub logs: Option<Vec<LogBody>>,
+}
+
+/// One entry of `TaskResult.logs`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LogBody {
+    /// The text.
+    pub log: Option<String>,
+    /// Epoch ms (the server's time when absent).
+    pub created_time: Option<i64>,
 }
 
 /// The values of the real `TaskResult.Status`; anything else fails to deserialize there.
@@ -219,6 +270,8 @@ pub struct Updated {
     pub task_id: String,
     /// The task's type: the queue update-v2 polls next.
     pub task_type: String,
+    /// The task's domain: update-v2 polls the same domain.
+    pub domain: Option<String>,
     /// Whether update-v2 goes on to poll: the task is terminal after the update (also when
     /// the update was ignored because it already was); not after a lease extension.
     pub poll_next: bool,
@@ -456,7 +509,7 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let state = self.state.lock();
         let def = Self::find_def(&state, name, version)?;
-        Ok(self.start(state, def, name, input))
+        Ok(self.start(state, def, name, input, BTreeMap::new()))
     }
 
     /// Starts a workflow from a `StartWorkflowRequest` (`POST /api/workflow`), whose checks and
@@ -466,6 +519,7 @@ impl Engine {
         name: Option<&str>,
         version: Option<u64>,
         input: Value,
+        task_to_domain: BTreeMap<String, String>,
     ) -> Result<String, EngineError> {
         let Some(name) = name else {
             return Err(invalid(vec![violation(
@@ -486,7 +540,7 @@ impl Engine {
                 version.map_or("null".to_owned(), |v| v.to_string())
             ))
         })?;
-        Ok(self.start(state, def, name, input))
+        Ok(self.start(state, def, name, input, task_to_domain))
     }
 
     fn start(
@@ -495,6 +549,7 @@ impl Engine {
         def: Value,
         name: &str,
         input: Value,
+        task_to_domain: BTreeMap<String, String>,
     ) -> String {
         state.next_id += 1;
         let id = format!("wf-{:08}-{:08x}", state.next_id, fastrand::u32(..));
@@ -510,6 +565,7 @@ impl Engine {
             reason: None,
             task_ids: Vec::new(),
             task_defs,
+            task_to_domain,
             create_time: now_ms(),
             end_time: 0,
         };
@@ -571,6 +627,14 @@ impl Engine {
         let task_def = workflow.task_defs.get(&name);
         let response_timeout = u64_field(task_def, "responseTimeoutSeconds", 3600);
         let workflow_type = workflow.name.clone();
+        let domain = Self::pick_domain(
+            workflow
+                .task_to_domain
+                .get(&name)
+                .or_else(|| workflow.task_to_domain.get("*")),
+            &name,
+            &state.last_poll,
+        );
         let seq = workflow.task_ids.len() as u64 + 1;
         state.next_id += 1;
         let task_id = format!("task-{:08}-{:08x}", state.next_id, fastrand::u32(..));
@@ -594,6 +658,7 @@ impl Engine {
             worker_id: None,
             response_timeout_seconds: response_timeout,
             callback_after_seconds: 0,
+            domain: domain.clone(),
             reason_for_incompletion: retry_of.and_then(|t| t.reason_for_incompletion.clone()),
             scheduled_time: now,
             start_time: 0,
@@ -607,13 +672,40 @@ impl Engine {
         if let Some(workflow) = state.workflows.get_mut(id) {
             workflow.task_ids.push(task_id.clone());
         }
-        state.queues.entry(name).or_default().push(task_id);
+        state
+            .queues
+            .entry(queue_name(domain.as_deref(), &name))
+            .or_default()
+            .push(task_id);
+    }
+
+    /// The domain a task is queued in, as the real server picks it: the first listed domain
+    /// polled within the last 10 s, else the last one listed; `NO_DOMAIN` is the default queue.
+    fn pick_domain(
+        mapping: Option<&String>,
+        task_type: &str,
+        last_poll: &HashMap<String, i64>,
+    ) -> Option<String> {
+        let domains: Vec<&str> = mapping?
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect();
+        let now = now_ms();
+        let active = domains.iter().find(|domain| {
+            last_poll
+                .get(&queue_name(Some(domain), task_type))
+                .is_some_and(|at| now - at <= ACTIVE_WORKER_LAST_POLL_MS)
+        });
+        let chosen = active.or(domains.last())?;
+        (*chosen != "NO_DOMAIN").then(|| (*chosen).to_owned())
     }
 
     /// Hands out up to `count` tasks of `task_type`, waiting up to `timeout` for the first.
     pub fn poll(
         &self,
         task_type: &str,
+        domain: Option<&str>,
         worker_id: Option<&str>,
         count: usize,
         timeout: Duration,
@@ -621,7 +713,7 @@ impl Engine {
         let deadline = Instant::now() + timeout;
         let mut state = self.state.lock();
         loop {
-            let taken = Self::take(&mut state, task_type, worker_id, count);
+            let taken = Self::take(&mut state, task_type, domain, worker_id, count);
             if !taken.is_empty()
                 || Instant::now() >= deadline
                 || self.closed.load(std::sync::atomic::Ordering::Acquire)
@@ -639,10 +731,13 @@ impl Engine {
     fn take(
         state: &mut State,
         task_type: &str,
+        domain: Option<&str>,
         worker_id: Option<&str>,
         count: usize,
     ) -> Vec<TaskRecord> {
         let now = now_ms();
+        let queue_name = queue_name(domain, task_type);
+        state.last_poll.insert(queue_name.clone(), now);
         let limit = state
             .task_defs
             .get(task_type)
@@ -656,7 +751,7 @@ impl Engine {
                 .count() as u64,
             None => 0,
         };
-        let Some(queue) = state.queues.get_mut(task_type) else {
+        let Some(queue) = state.queues.get_mut(&queue_name) else {
             return Vec::new();
         };
         let mut picked = Vec::new();
@@ -748,6 +843,7 @@ impl Engine {
             }
             return Ok(Updated {
                 task_type: task.task_type.clone(),
+                domain: task.domain.clone(),
                 task_id,
                 poll_next: false,
             });
@@ -765,11 +861,13 @@ impl Engine {
             .get_mut(&task_id)
             .ok_or_else(|| not_found(format!("No such task found by id: {task_id}")))?;
         let task_type = task.task_type.clone();
+        let domain = task.domain.clone();
         if is_terminal(&task.status) || workflow_terminal {
             return Ok(Updated {
                 poll_next: is_terminal(&task.status),
                 task_id,
                 task_type,
+                domain,
             });
         }
         let Some(status) = body.status else {
@@ -782,6 +880,13 @@ impl Engine {
         task.reason_for_incompletion = body
             .reason_for_incompletion
             .map(|r| r.chars().take(500).collect());
+        for entry in body.logs.unwrap_or_default() {
+            let created_time = entry.created_time.unwrap_or(now);
+            Self::push_log(&mut state, &task_id, entry.log.unwrap_or_default(), created_time);
+        }
+        let Some(task) = state.tasks.get_mut(&task_id) else {
+            return Err(not_found(format!("No such task found by id: {task_id}")));
+        };
         if status == "IN_PROGRESS" {
             // "Check back later": back to the queue, visible after the callback delay.
             let delay = body.callback_after_seconds.unwrap_or(0);
@@ -795,7 +900,10 @@ impl Engine {
             } else {
                 state.visible_at.remove(&task_id);
             }
-            let queue = state.queues.entry(task_type.clone()).or_default();
+            let queue = state
+                .queues
+                .entry(queue_name(domain.as_deref(), &task_type))
+                .or_default();
             if !queue.contains(&task_id) {
                 queue.push(task_id.clone());
             }
@@ -804,6 +912,7 @@ impl Engine {
             return Ok(Updated {
                 task_id,
                 task_type,
+                domain,
                 poll_next: false,
             });
         }
@@ -815,8 +924,38 @@ impl Engine {
         Ok(Updated {
             task_id,
             task_type,
+            domain,
             poll_next: true,
         })
+    }
+
+    fn push_log(state: &mut State, task_id: &str, log: String, created_time: i64) {
+        let logs = state.logs.entry(task_id.to_owned()).or_default();
+        if logs.len() >= MAX_LOGS_PER_TASK {
+            logs.remove(0);
+        }
+        logs.push(TaskLog {
+            log,
+            task_id: task_id.to_owned(),
+            created_time,
+        });
+    }
+
+    /// Appends one execution log line to a task (`POST /api/tasks/{taskId}/log`). Like the
+    /// real server, the task id is not checked.
+    pub fn add_log(&self, task_id: &str, log: String) {
+        let mut state = self.state.lock();
+        Self::push_log(&mut state, task_id, log, now_ms());
+    }
+
+    /// A task's execution logs in the order received (`GET /api/tasks/{taskId}/log`).
+    pub fn logs(&self, task_id: &str) -> Vec<TaskLog> {
+        self.state
+            .lock()
+            .logs
+            .get(task_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Reacts to a task reaching a terminal status.
@@ -1012,6 +1151,9 @@ impl Engine {
         out.insert("endTime".into(), json!(workflow.end_time));
         if let Some(reason) = &workflow.reason {
             out.insert("reasonForIncompletion".into(), json!(reason));
+        }
+        if !workflow.task_to_domain.is_empty() {
+            out.insert("taskToDomain".into(), json!(workflow.task_to_domain));
         }
         out.insert("tasks".into(), Value::Array(tasks));
         Ok(Value::Object(out))

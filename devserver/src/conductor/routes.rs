@@ -99,6 +99,21 @@ fn bad_query_value(value: &str, java_type: &str) -> Response {
     )
 }
 
+/// A boolean query parameter read as Spring's `StringToBooleanConverter` reads it: trimmed,
+/// case-insensitive `true`/`on`/`yes`/`1` and `false`/`off`/`no`/`0`; absent or empty means
+/// `default`; anything else is a conversion failure (500).
+fn bool_query(request: &Request, name: &str, default: bool) -> Result<bool, Response> {
+    match request.query(name) {
+        None => Ok(default),
+        Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(default),
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" => Ok(false),
+            _ => Err(bad_query_value(value, "boolean")),
+        },
+    }
+}
+
 /// An integer query parameter: `default` when absent, `Err` with the 500 when not a number.
 fn int_query(request: &Request, name: &str, default: i64) -> Result<i64, Response> {
     match request.query(name) {
@@ -123,6 +138,8 @@ struct StartRequest {
     name: Option<String>,
     version: Option<u64>,
     input: Option<Map<String, Value>>,
+    #[serde(default, rename = "taskToDomain")]
+    task_to_domain: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Paths the dev server serves, for telling a wrong method (405) from an unknown path (404).
@@ -131,6 +148,7 @@ fn known_path(segments: &[&str]) -> bool {
         segments,
         ["tasks"]
             | ["tasks", _]
+            | ["tasks", _, "log"]
             | ["tasks", "poll", _]
             | ["tasks", "poll", "batch", _]
             | ["metadata", "taskdefs"]
@@ -218,8 +236,10 @@ impl ConductorService {
         } else {
             (1, 100)
         };
+        // An empty `domain=` names the queue `:<taskType>`, as in the real server.
         let tasks = self.engine.poll(
             task_type,
+            request.query("domain"),
             request.query("workerid"),
             count,
             Duration::from_millis(timeout),
@@ -251,6 +271,7 @@ impl ConductorService {
                 let task_type = updated.task_type;
                 let next = self.engine.poll(
                     &task_type,
+                    updated.domain.as_deref(),
                     worker_id.as_deref(),
                     1,
                     Duration::from_millis(100),
@@ -267,13 +288,9 @@ impl ConductorService {
 impl ConductorService {
     /// `GET /workflow/{id}?includeTasks=`: without tasks the list is empty, not absent.
     fn workflow(&self, request: &Request, id: &str) -> Response {
-        let include_tasks = match request.query("includeTasks") {
-            None => true,
-            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "" | "true" | "on" | "yes" | "1" => true,
-                "false" | "off" | "no" | "0" => false,
-                _ => return bad_query_value(value, "boolean"),
-            },
+        let include_tasks = match bool_query(request, "includeTasks", true) {
+            Ok(include) => include,
+            Err(response) => return response,
         };
         match self.engine.workflow(id) {
             Ok(mut workflow) => {
@@ -318,6 +335,19 @@ impl Service for ConductorService {
                 ("POST /tasks/update-v2", response)
             }
             ("POST", ["tasks"]) => ("POST /tasks", self.update(request, false)),
+            ("POST", ["tasks", task_id, "log"]) => (
+                "POST /tasks/{taskId}/log",
+                // Spring's `@RequestBody String`: the raw body, whatever its content type.
+                {
+                    self.engine
+                        .add_log(task_id, String::from_utf8_lossy(&request.body).into_owned());
+                    Response::empty(200)
+                },
+            ),
+            ("GET", ["tasks", task_id, "log"]) => (
+                "GET /tasks/{taskId}/log",
+                Response::json(200, &self.engine.logs(task_id)),
+            ),
             ("GET", ["tasks", task_id]) => (
                 "GET /tasks/{taskId}",
                 match self.engine.task(task_id) {
@@ -370,7 +400,13 @@ impl Service for ConductorService {
                 "POST /metadata/workflow",
                 match request.json::<Map<String, Value>>() {
                     Ok(def) => {
-                        let overwrite = request.query("overwrite") == Some("true");
+                        let overwrite = match bool_query(request, "overwrite", false) {
+                            Ok(overwrite) => overwrite,
+                            Err(response) => return Routed {
+                                route: "POST /metadata/workflow",
+                                response,
+                            },
+                        };
                         match self
                             .engine
                             .register_workflow_def(Value::Object(def), overwrite)
@@ -401,6 +437,7 @@ impl Service for ConductorService {
                             body.name.as_deref(),
                             body.version,
                             input,
+                            body.task_to_domain.unwrap_or_default(),
                         ) {
                             Ok(id) => Response::text(200, &id),
                             Err(err) => engine_error(err),

@@ -139,7 +139,7 @@ fn the_conductor_fence_passes_current_attempts_and_stops_stale_ones() {
             Ok(id) => id,
             Err(e) => panic!("start: {e:?}"),
         };
-        let polled = match api.poll_batch("lakefs.test", "w0001", 1, Duration::from_secs(1)) {
+        let polled = match api.poll_batch("lakefs.test", None, "w0001", 1, Duration::from_secs(1)) {
             Ok(mut tasks) if tasks.len() == 1 => tasks.remove(0),
             other => panic!("poll: {other:?}"),
         };

@@ -184,6 +184,8 @@ impl Env {
             owners: &self.owners,
             failure_reason_max_length: 2000,
             cancel: CancelToken::never(),
+            task_log: None,
+            previous_output: None,
         };
         run_attempt(task, identity, &input, &env)
     }
@@ -235,6 +237,8 @@ impl Env {
             owners: &self.owners,
             failure_reason_max_length: 2000,
             cancel,
+            task_log: None,
+            previous_output: None,
         };
         run_attempt(task, &identity(), &input, &env)
     }

@@ -615,6 +615,8 @@ fn workspace_free_tasks_need_no_lakefs() {
         owners: &owners,
         failure_reason_max_length: 500,
         cancel: CancelToken::never(),
+        task_log: None,
+        previous_output: None,
     };
     let report =
         perago::__private::run_attempt(&task, &identity(), &json!({"params": {"mode": "x"}}), &env);
