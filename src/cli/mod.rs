@@ -281,7 +281,7 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
     match command {
         Command::Check { target } => check::run(targets, &target),
         Command::Extract { target, output } => extract::run(targets, &target, &output),
-        Command::Config { target, json } => config_cmd::run(&target, json),
+        Command::Config { target, json } => config_cmd::run(targets, &target, json),
         Command::Targets => {
             for name in targets.names() {
                 println!("{name}");

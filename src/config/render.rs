@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::net::{ProxyUrl, TlsFiles};
 use super::runtime::RuntimeConfig;
 use super::secret::REDACTED;
 
@@ -21,9 +22,10 @@ impl RuntimeConfig {
     /// `workspace_root`, `log_root`, `log_file_max_size` (bytes), `log_retention`,
     /// `worker_id_prefix`, `execution_mode`, `workspace_gc_ttl`, `workspace_gc_interval`,
     /// `shutdown_force_kill_after` (durations in whole seconds, `null` when unset),
-    /// `failure_reason_max_length`, `conductor` (`null` or `{server_url, auth}` where `auth` is
-    /// `null` or `{key_id, key_secret}`), `lakefs` (`null` or `{endpoint_url, access_key_id,
-    /// secret_access_key}`). Secrets are written as `"**********"`.
+    /// `failure_reason_max_length`, `conductor` (`null` or `{server_url, auth, tls, proxy}` where `auth`
+    /// is `null` or `{key_id, key_secret}`), `lakefs` (`null` or `{endpoint_url,
+    /// access_key_id, secret_access_key, tls, proxy}`); `tls` is `null` or `{ca_cert,
+    /// client_cert, client_key}` (paths), `proxy` `null` or the URL, password redacted. Secrets are written as `"**********"`.
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
         let mut put = |key: &str, value: Value| {
@@ -61,6 +63,8 @@ impl RuntimeConfig {
                 object_of([
                     ("server_url", conductor.server_url().into()),
                     ("auth", auth),
+                    ("tls", tls_json(conductor.tls())),
+                    ("proxy", proxy_json(conductor.proxy())),
                 ])
             }),
         );
@@ -71,6 +75,8 @@ impl RuntimeConfig {
                     ("endpoint_url", lakefs.endpoint_url().into()),
                     ("access_key_id", lakefs.access_key_id().into()),
                     ("secret_access_key", REDACTED.into()),
+                    ("tls", tls_json(lakefs.tls())),
+                    ("proxy", proxy_json(lakefs.proxy())),
                 ])
             }),
         );
@@ -81,6 +87,12 @@ impl RuntimeConfig {
     /// Nested connection settings use dotted keys (`lakefs.endpoint_url`); unset connections
     /// read `not configured`, an unset force-kill deadline reads `none`.
     pub fn render_text(&self) -> String {
+        self.render_text_with(&[])
+    }
+
+    /// [`render_text`](Self::render_text) followed by `extra` lines (a task's worker
+    /// settings), aligned with the rest.
+    pub fn render_text_with(&self, extra: &[(String, String)]) -> String {
         let mut lines: Vec<(&str, String)> = vec![
             (
                 "workspace_root",
@@ -127,6 +139,30 @@ impl RuntimeConfig {
                 lines.push(("lakefs.secret_access_key", REDACTED.to_owned()));
             }
         }
+        let nets = [
+            (
+                ["conductor.tls.ca_cert", "conductor.tls.client_cert", "conductor.tls.client_key", "conductor.proxy"],
+                self.conductor().map(|c| (c.tls(), c.proxy())),
+            ),
+            (
+                ["lakefs.tls.ca_cert", "lakefs.tls.client_cert", "lakefs.tls.client_key", "lakefs.proxy"],
+                self.lakefs().map(|l| (l.tls(), l.proxy())),
+            ),
+        ];
+        for (keys, net) in nets {
+            let Some((tls, proxy)) = net else { continue };
+            let show = |path: Option<&std::path::PathBuf>| {
+                path.map_or_else(|| NONE.to_owned(), |p| p.display().to_string())
+            };
+            let paths = tls.map(TlsFiles::paths);
+            lines.push((keys[0], show(paths.and_then(|p| p.ca_cert.as_ref()))));
+            lines.push((keys[1], show(paths.and_then(|p| p.client_cert.as_ref()))));
+            lines.push((keys[2], show(paths.and_then(|p| p.client_key.as_ref()))));
+            lines.push((keys[3], proxy.map_or_else(|| NONE.to_owned(), ProxyUrl::redacted)));
+        }
+        for (key, value) in extra {
+            lines.push((key.as_str(), value.clone()));
+        }
         let width = lines
             .iter()
             .map(|(key, _)| key.len() + 1)
@@ -137,6 +173,25 @@ impl RuntimeConfig {
             .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:")))
             .collect()
     }
+}
+
+/// `null`, or `{ca_cert, client_cert, client_key}` paths (`null` each when unset): the shape
+/// [`TlsFiles`] deserialises from.
+fn tls_json(tls: Option<&TlsFiles>) -> Value {
+    tls.map_or(Value::Null, |tls| {
+        let paths = tls.paths();
+        let path = |p: Option<&std::path::PathBuf>| p.map_or(Value::Null, |p| path_json(p));
+        object_of([
+            ("ca_cert", path(paths.ca_cert.as_ref())),
+            ("client_cert", path(paths.client_cert.as_ref())),
+            ("client_key", path(paths.client_key.as_ref())),
+        ])
+    })
+}
+
+/// `null` or the proxy URL with its password redacted.
+fn proxy_json(proxy: Option<&ProxyUrl>) -> Value {
+    proxy.map_or(Value::Null, |proxy| proxy.redacted().into())
 }
 
 fn path_json(path: &std::path::Path) -> Value {

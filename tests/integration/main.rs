@@ -25,5 +25,10 @@ mod process_mode;
 /// The thread runtime: delivery under faults, update-v2, leases, drain, force deadline, GC,
 /// `perago start` logs and exit codes.
 mod runtime;
+/// What a worker moved from an official SDK expects: task domains, in-progress outcomes,
+/// task logs (bounds, redaction), no publication from an in-progress outcome.
+mod sdk_parity;
 /// TaskDefs of the example targets against the golden files in `tests/golden/`.
 mod taskdef_golden;
+/// TLS (test CA, client certificates) and proxies (`HTTPS_PROXY`, `NO_PROXY`) on loopback.
+mod tls_proxy;

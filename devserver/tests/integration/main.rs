@@ -7,6 +7,9 @@ mod support;
 /// Every Conductor route against what the real Conductor server answers: metadata, start and
 /// inspect, polling, updates v1 and v2, timeouts, token auth, persistence and bad input.
 mod conductor;
+/// What the official SDKs rely on: task domains, `callbackAfterSeconds`, task logs, Spring-style
+/// query booleans.
+mod sdk_fidelity;
 /// Every lakeFS route against the real lakeFS API's statuses, JSON shapes and pagination.
 mod lakefs;
 /// The first smoke tests: Conductor semantics, lakeFS basics, faults (errors, latency, dropped
