@@ -81,8 +81,8 @@ pub use runtime::{
 };
 pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,
-    Guardrail, GuardrailPhase, LimitControls, PublishBudget, RetryControls, RetryLogic, Task,
-    InProgress, TaskBuilder, TaskContext, TaskControls, TaskError, TaskLogSink, TimeoutControls,
+    Guardrail, GuardrailPhase, InProgress, LimitControls, PublishBudget, RetryControls, RetryLogic,
+    Task, TaskBuilder, TaskContext, TaskControls, TaskError, TaskLogSink, TimeoutControls,
     TimeoutPolicy, WorkspaceSpec,
 };
 pub use taskdef::{ExtractError, render_task_def, task_def, write_task_def};

@@ -175,8 +175,7 @@ impl ConductorClient {
         proxy: Option<&ProxyUrl>,
         options: ClientOptions,
     ) -> ConductorClient {
-        let mut config = ureq::Agent::config_builder()
-            .proxy(proxy.and_then(ProxyUrl::ureq_proxy));
+        let mut config = ureq::Agent::config_builder().proxy(proxy.and_then(ProxyUrl::ureq_proxy));
         if let Some(tls) = tls {
             config = config.tls_config(tls.ureq_config());
         }
@@ -700,7 +699,9 @@ mod tests {
         let server = Canned::start(move |_| answers.lock().remove(0));
         let client = client(&server.url, None);
         let wait = Duration::from_millis(100);
-        let tasks = client.poll_batch("my task", None, "w0001", 3, wait).unwrap();
+        let tasks = client
+            .poll_batch("my task", None, "w0001", 3, wait)
+            .unwrap();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].task_id, "t1");
         for _ in 0..3 {
@@ -796,8 +797,18 @@ mod tests {
         let auth = ConductorAuth::new("key".into(), Secret::new("s3cret".into()));
         let client = client(&server.url, Some(auth));
         let wait = Duration::from_millis(1);
-        assert!(client.poll_batch("q", None, "w", 1, wait).unwrap().is_empty());
-        assert!(client.poll_batch("q", None, "w", 1, wait).unwrap().is_empty());
+        assert!(
+            client
+                .poll_batch("q", None, "w", 1, wait)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            client
+                .poll_batch("q", None, "w", 1, wait)
+                .unwrap()
+                .is_empty()
+        );
         let seen = server.seen();
         let summary: Vec<_> = seen
             .iter()

@@ -21,8 +21,8 @@ pub mod secret;
 pub mod worker;
 
 pub use dotenv::load_env;
+pub use net::{ProxyUrl, TlsFiles, TlsPaths};
 pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
-pub use net::{ProxyUrl, TlsFiles, TlsPaths};
 pub use secret::Secret;
 pub use worker::{WorkerProperty, WorkerSettings};

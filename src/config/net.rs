@@ -235,9 +235,16 @@ impl ProxyUrl {
     fn parse(var: &'static str, raw: &str) -> Result<ProxyUrl, ConfigError> {
         let url = raw.trim();
         let valid = ureq::Proxy::new(url).is_ok()
-            && ["http://", "https://", "socks4://", "socks4a://", "socks5://", "socks://"]
-                .iter()
-                .any(|scheme| url.to_ascii_lowercase().starts_with(scheme));
+            && [
+                "http://",
+                "https://",
+                "socks4://",
+                "socks4a://",
+                "socks5://",
+                "socks://",
+            ]
+            .iter()
+            .any(|scheme| url.to_ascii_lowercase().starts_with(scheme));
         if !valid {
             return Err(ConfigError::ProxyInvalid { var });
         }
@@ -293,12 +300,13 @@ impl ProxyEnv {
     pub(crate) fn from_env<'a>(
         get: &impl Fn(&str) -> Option<&'a str>,
     ) -> Result<ProxyEnv, ConfigError> {
-        let proxy = |lower: &'static str, upper: &'static str| {
-            match (non_blank(get(lower)), non_blank(get(upper))) {
-                (Some(value), _) => ProxyUrl::parse(lower, value).map(Some),
-                (None, Some(value)) => ProxyUrl::parse(upper, value).map(Some),
-                (None, None) => Ok(None),
-            }
+        let proxy = |lower: &'static str, upper: &'static str| match (
+            non_blank(get(lower)),
+            non_blank(get(upper)),
+        ) {
+            (Some(value), _) => ProxyUrl::parse(lower, value).map(Some),
+            (None, Some(value)) => ProxyUrl::parse(upper, value).map(Some),
+            (None, None) => Ok(None),
         };
         let https = proxy("https_proxy", "HTTPS_PROXY")?;
         let http = proxy("http_proxy", "HTTP_PROXY")?;
@@ -335,7 +343,11 @@ impl ProxyEnv {
         } else {
             host_port.split(':').next().unwrap_or("")
         };
-        if self.no_proxy.iter().any(|entry| no_proxy_matches(entry, host)) {
+        if self
+            .no_proxy
+            .iter()
+            .any(|entry| no_proxy_matches(entry, host))
+        {
             return None;
         }
         proxy.cloned()
@@ -349,7 +361,9 @@ fn no_proxy_matches(entry: &str, host: &str) -> bool {
         return true;
     }
     let entry = entry.trim_start_matches('*');
-    let entry = entry.strip_prefix('[').map_or(entry, |v6| v6.trim_end_matches(']'));
+    let entry = entry
+        .strip_prefix('[')
+        .map_or(entry, |v6| v6.trim_end_matches(']'));
     let entry = if entry.matches(':').count() == 1 {
         entry.split(':').next().unwrap_or(entry)
     } else {

@@ -141,24 +141,38 @@ impl RuntimeConfig {
         }
         let nets = [
             (
-                ["conductor.tls.ca_cert", "conductor.tls.client_cert", "conductor.tls.client_key", "conductor.proxy"],
+                [
+                    "conductor.tls.ca_cert",
+                    "conductor.tls.client_cert",
+                    "conductor.tls.client_key",
+                    "conductor.proxy",
+                ],
                 self.conductor().map(|c| (c.tls(), c.proxy())),
             ),
             (
-                ["lakefs.tls.ca_cert", "lakefs.tls.client_cert", "lakefs.tls.client_key", "lakefs.proxy"],
+                [
+                    "lakefs.tls.ca_cert",
+                    "lakefs.tls.client_cert",
+                    "lakefs.tls.client_key",
+                    "lakefs.proxy",
+                ],
                 self.lakefs().map(|l| (l.tls(), l.proxy())),
             ),
         ];
         for (keys, net) in nets {
+            // Shown only when configured, so the common case stays short.
             let Some((tls, proxy)) = net else { continue };
-            let show = |path: Option<&std::path::PathBuf>| {
-                path.map_or_else(|| NONE.to_owned(), |p| p.display().to_string())
-            };
-            let paths = tls.map(TlsFiles::paths);
-            lines.push((keys[0], show(paths.and_then(|p| p.ca_cert.as_ref()))));
-            lines.push((keys[1], show(paths.and_then(|p| p.client_cert.as_ref()))));
-            lines.push((keys[2], show(paths.and_then(|p| p.client_key.as_ref()))));
-            lines.push((keys[3], proxy.map_or_else(|| NONE.to_owned(), ProxyUrl::redacted)));
+            if let Some(paths) = tls.map(TlsFiles::paths) {
+                let show = |path: Option<&std::path::PathBuf>| {
+                    path.map_or_else(|| NONE.to_owned(), |p| p.display().to_string())
+                };
+                lines.push((keys[0], show(paths.ca_cert.as_ref())));
+                lines.push((keys[1], show(paths.client_cert.as_ref())));
+                lines.push((keys[2], show(paths.client_key.as_ref())));
+            }
+            if let Some(proxy) = proxy {
+                lines.push((keys[3], proxy.redacted()));
+            }
         }
         for (key, value) in extra {
             lines.push((key.as_str(), value.clone()));
@@ -307,11 +321,15 @@ mod tests {
                 "conductor": {
                     "server_url": "http://c/api",
                     "auth": {"key_id": "kid", "key_secret": "**********"},
+                    "tls": null,
+                    "proxy": null,
                 },
                 "lakefs": {
                     "endpoint_url": "http://l",
                     "access_key_id": "AKID",
                     "secret_access_key": "**********",
+                    "tls": null,
+                    "proxy": null,
                 },
             })
         );
@@ -352,9 +370,44 @@ mod tests {
         let cfg = config(&[("CONDUCTOR_SERVER_URL", "http://c/api")]);
         assert_eq!(
             cfg.to_json()["conductor"],
-            json!({"server_url": "http://c/api", "auth": null})
+            json!({"server_url": "http://c/api", "auth": null, "tls": null, "proxy": null})
         );
         assert!(cfg.render_text().contains("conductor.auth:"));
+    }
+
+    #[test]
+    fn tls_paths_and_proxies_are_shown_with_passwords_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        // Any well-formed PEM certificate block parses; its content is not checked here.
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let cfg = config(&[
+            ("CONDUCTOR_SERVER_URL", "https://c/api"),
+            ("CONDUCTOR_SSL_CA_CERT", ca.to_str().unwrap()),
+            ("HTTPS_PROXY", "http://me:pr0xy@proxy:3128"),
+            ("LAKECTL_SERVER_ENDPOINT_URL", "http://l"),
+            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", "AKID"),
+            ("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", LAKEFS_SECRET),
+            ("NO_PROXY", "l"),
+            ("HTTP_PROXY", "http://plain:3128"),
+        ]);
+        let json = cfg.to_json();
+        assert_eq!(
+            json["conductor"]["tls"],
+            json!({"ca_cert": ca.to_str().unwrap(), "client_cert": null, "client_key": null})
+        );
+        assert_eq!(json["conductor"]["proxy"], "http://me:****@proxy:3128");
+        assert_eq!(json["lakefs"]["proxy"], Value::Null, "NO_PROXY exempts l");
+        let text = cfg.render_text();
+        assert!(text.contains("conductor.proxy:"), "{text}");
+        assert!(text.contains("http://me:****@proxy:3128"), "{text}");
+        for shown in [json.to_string(), text, format!("{cfg:?}")] {
+            assert!(!shown.contains("pr0xy"), "{shown}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::dotenv::load_env;
+use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::parse::{
     ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
     DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
@@ -23,7 +24,6 @@ use super::parse::{
     parse_duration, parse_failure_reason_max_length, parse_log_file_max_size, parse_log_retention,
     validate_worker_id_prefix, vars,
 };
-use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::secret::Secret;
 use super::worker::{WorkerSettings, WorkerSettingsSource};
 

@@ -143,11 +143,12 @@ fn parse_value(
                 "must be a whole number of milliseconds from 0 to 5000",
             )),
         },
-        WorkerProperty::BatchSize => match value.parse::<usize>().ok().and_then(NonZeroUsize::new)
-        {
-            Some(count) => Ok(PropertyValue::Count(count)),
-            None => Err(invalid("must be a positive integer")),
-        },
+        WorkerProperty::BatchSize => {
+            match value.parse::<usize>().ok().and_then(NonZeroUsize::new) {
+                Some(count) => Ok(PropertyValue::Count(count)),
+                None => Err(invalid("must be a positive integer")),
+            }
+        }
     }
 }
 

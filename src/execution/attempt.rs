@@ -23,7 +23,9 @@ use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
 use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
 use crate::task::contract::HandlerError;
 use crate::task::guardrail::{GuardrailPhase, check_all};
-use crate::task::{AttemptIdentity, CancelToken, InProgress, Task, TaskContext, TaskError, TaskLogSink};
+use crate::task::{
+    AttemptIdentity, CancelToken, InProgress, Task, TaskContext, TaskError, TaskLogSink,
+};
 use crate::workspace::{
     AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, create_attempt_dir, diff, new_owner_token,
 };
@@ -144,11 +146,7 @@ impl<'a> Run<'a> {
             .attempt_dir
             .as_ref()
             .map(|dir| dir.path().to_path_buf());
-        let previous = self
-            .env
-            .previous_output
-            .and_then(Value::as_object)
-            .cloned();
+        let previous = self.env.previous_output.and_then(Value::as_object).cloned();
         let ctx = TaskContext::new(self.identity.clone(), self.env.cancel.clone(), workspace)
             .with_task_log(self.env.task_log.clone())
             .with_previous_output(previous);
@@ -205,7 +203,9 @@ impl<'a> Run<'a> {
             .map_err(|reason| Failure::failed(Phase::Input, reason))?;
         let Some(workspace) = workspace else {
             return match self.timed(Phase::Body, |run| run.body(params))? {
-                BodyOutcome::Result(result) => Ok(Outcome::Completed(completed_output(None, result))),
+                BodyOutcome::Result(result) => {
+                    Ok(Outcome::Completed(completed_output(None, result)))
+                }
                 BodyOutcome::InProgress(progress) => Ok(Outcome::InProgress(progress)),
             };
         };

@@ -409,8 +409,7 @@ impl LakefsClient {
         let base = normalize_endpoint(endpoint)?;
         let credentials = base64::engine::general_purpose::STANDARD
             .encode(format!("{access_key_id}:{}", secret_access_key.expose()));
-        let mut config = ureq::Agent::config_builder()
-            .proxy(proxy.and_then(ProxyUrl::ureq_proxy));
+        let mut config = ureq::Agent::config_builder().proxy(proxy.and_then(ProxyUrl::ureq_proxy));
         if let Some(tls) = tls {
             config = config.tls_config(tls.ureq_config());
         }

@@ -65,8 +65,8 @@ impl Threads {
             self.gc.take(),
             self.task_log.take(),
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             let _ = thread.join();
         }

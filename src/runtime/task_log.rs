@@ -53,7 +53,10 @@ pub(crate) struct Shipper {
 impl Shipper {
     /// A shipper whose lines go to the returned receiver; secrets are the configured secret
     /// values of `config` (lakeFS secret key, Conductor auth secret).
-    pub(crate) fn new(config: &RuntimeConfig, counters: Arc<Counters>) -> (Arc<Shipper>, Receiver<LogLine>) {
+    pub(crate) fn new(
+        config: &RuntimeConfig,
+        counters: Arc<Counters>,
+    ) -> (Arc<Shipper>, Receiver<LogLine>) {
         let (lines, receiver) = crossbeam_channel::bounded(QUEUE_CAPACITY);
         let mut secrets = Vec::new();
         if let Some(auth) = config.conductor().and_then(|c| c.auth()) {

@@ -97,9 +97,7 @@ impl fmt::Debug for TaskError {
             TaskError::Failed(reason) => f.debug_tuple("Failed").field(reason).finish(),
             TaskError::Terminal(reason) => f.debug_tuple("Terminal").field(reason).finish(),
             TaskError::Other(error) => f.debug_tuple("Other").field(error).finish(),
-            TaskError::InProgress(progress) => {
-                f.debug_tuple("InProgress").field(progress).finish()
-            }
+            TaskError::InProgress(progress) => f.debug_tuple("InProgress").field(progress).finish(),
         }
     }
 }

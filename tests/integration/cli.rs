@@ -157,6 +157,7 @@ fn config_json_redacts_secrets() {
             "failure_reason_max_length",
             "conductor",
             "lakefs",
+            "worker",
         ]
     );
     assert_eq!(json["lakefs"]["secret_access_key"], "**********");

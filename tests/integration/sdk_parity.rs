@@ -35,7 +35,10 @@ fn config(server: &DevServer, dir: &Path, extra: &[(&str, &str)]) -> RuntimeConf
         "PERAGO_WORKSPACE_ROOT".to_owned(),
         dir.join("workspaces").display().to_string(),
     );
-    env.insert("PERAGO_LOG_ROOT".to_owned(), dir.join("logs").display().to_string());
+    env.insert(
+        "PERAGO_LOG_ROOT".to_owned(),
+        dir.join("logs").display().to_string(),
+    );
     for (key, value) in extra {
         env.insert((*key).to_owned(), (*value).to_owned());
     }
@@ -157,22 +160,24 @@ fn in_progress_frees_the_slot_and_the_redelivery_sees_its_previous_output() {
     register(&server, "sdk.progress");
     let dir = tempfile::tempdir().expect("tempdir");
     let task = Task::builder("sdk.progress", "t@example.com")
-        .handler(|ctx: &TaskContext, p: Params| -> Result<Output, TaskError> {
-            let step = ctx
-                .previous_output()
-                .and_then(|out| out.get("step"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if step < 2 {
-                let mut partial = Map::new();
-                partial.insert("step".into(), json!(step + 1));
-                return Err(TaskError::in_progress(0, partial));
-            }
-            Ok(Output {
-                text: p.text,
-                steps: step + 1,
-            })
-        })
+        .handler(
+            |ctx: &TaskContext, p: Params| -> Result<Output, TaskError> {
+                let step = ctx
+                    .previous_output()
+                    .and_then(|out| out.get("step"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                if step < 2 {
+                    let mut partial = Map::new();
+                    partial.insert("step".into(), json!(step + 1));
+                    return Err(TaskError::in_progress(0, partial));
+                }
+                Ok(Output {
+                    text: p.text,
+                    steps: step + 1,
+                })
+            },
+        )
         .expect("task");
     // One worker thread: the re-deliveries can only run because the slot was freed.
     let handle = Runtime::builder(config(&server, dir.path(), &[]), task)
@@ -181,12 +186,18 @@ fn in_progress_frees_the_slot_and_the_redelivery_sees_its_previous_output() {
         .start()
         .expect("runtime starts");
     let id = start(&server, "sdk.progress", None);
-    wait_for("the workflow", || workflow(&server, &id)["status"] == "COMPLETED");
+    wait_for("the workflow", || {
+        workflow(&server, &id)["status"] == "COMPLETED"
+    });
     let counters = handle.counters();
     handle.shutdown();
     assert!(handle.join().is_clean());
     let tasks = workflow(&server, &id)["tasks"].clone();
-    assert_eq!(tasks.as_array().map(Vec::len), Some(1), "one attempt: {tasks}");
+    assert_eq!(
+        tasks.as_array().map(Vec::len),
+        Some(1),
+        "one attempt: {tasks}"
+    );
     assert_eq!(tasks[0]["pollCount"], 3);
     assert_eq!(tasks[0]["outputData"]["result"]["steps"], 3, "{tasks}");
     assert_eq!(counters.in_progress, 2);
@@ -203,16 +214,18 @@ fn log_lines_reach_the_task_log_bounded_and_without_secrets() {
     let task = {
         let secret = secret.clone();
         Task::builder("sdk.logs", "t@example.com")
-            .handler(move |ctx: &TaskContext, p: Params| -> Result<Output, TaskError> {
-                ctx.log().info(&format!("connecting with {secret} now"));
-                for n in 1..lines {
-                    ctx.log().debug(&format!("line {n}"));
-                }
-                Ok(Output {
-                    text: p.text,
-                    steps: 1,
-                })
-            })
+            .handler(
+                move |ctx: &TaskContext, p: Params| -> Result<Output, TaskError> {
+                    ctx.log().info(&format!("connecting with {secret} now"));
+                    for n in 1..lines {
+                        ctx.log().debug(&format!("line {n}"));
+                    }
+                    Ok(Output {
+                        text: p.text,
+                        steps: 1,
+                    })
+                },
+            )
             .expect("task")
     };
     let access_key = server.access_key_id().to_owned();
@@ -231,7 +244,9 @@ fn log_lines_reach_the_task_log_bounded_and_without_secrets() {
         .start()
         .expect("runtime starts");
     let id = start(&server, "sdk.logs", None);
-    wait_for("the workflow", || workflow(&server, &id)["status"] == "COMPLETED");
+    wait_for("the workflow", || {
+        workflow(&server, &id)["status"] == "COMPLETED"
+    });
     let task_id = workflow(&server, &id)["tasks"][0]["taskId"]
         .as_str()
         .expect("task id")
@@ -247,7 +262,11 @@ fn log_lines_reach_the_task_log_bounded_and_without_secrets() {
     assert_eq!(logs.len(), 201, "bounded per attempt");
     assert_eq!(logs[0].log, "INFO connecting with ********** now");
     assert_eq!(logs[1].log, "DEBUG line 1");
-    assert!(logs[200].log.contains("200 log lines sent"), "{}", logs[200].log);
+    assert!(
+        logs[200].log.contains("200 log lines sent"),
+        "{}",
+        logs[200].log
+    );
     assert!(logs.iter().all(|l| !l.log.contains(&secret)));
 }
 
@@ -266,12 +285,18 @@ fn identity() -> AttemptIdentity {
 }
 
 #[derive(Deserialize, JsonSchema)]
-struct Empty {}
+struct Empty {
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: String,
+}
 
 #[test]
 fn a_writable_workspace_task_cannot_publish_from_an_in_progress_outcome() {
     let body = |ctx: &TaskContext, _: Empty| -> Result<Output, TaskError> {
-        let root = ctx.workspace().ok_or_else(|| TaskError::failed("no workspace"))?;
+        let root = ctx
+            .workspace()
+            .ok_or_else(|| TaskError::failed("no workspace"))?;
         std::fs::write(root.join("partial.txt"), b"half done")?;
         Err(TaskError::in_progress(30, Map::new()))
     };
@@ -304,11 +329,8 @@ fn a_writable_workspace_task_cannot_publish_from_an_in_progress_outcome() {
     let report = run(&writable);
     assert_eq!(report.result.status, TaskStatus::Failed, "{report:?}");
     assert!(
-        report
-            .result
-            .reason
-            .as_deref()
-            .is_some_and(|r| r.starts_with("in-progress outcomes are not supported for writable workspace tasks")),
+        report.result.reason.as_deref().is_some_and(|r| r
+            .starts_with("in-progress outcomes are not supported for writable workspace tasks")),
         "{report:?}"
     );
     assert!(
@@ -325,4 +347,66 @@ fn a_writable_workspace_task_cannot_publish_from_an_in_progress_outcome() {
     assert_eq!(report.result.status, TaskStatus::InProgress, "{report:?}");
     assert_eq!(report.result.callback_after_seconds, Some(30));
     assert!(!source.path().join("partial.txt").exists());
+}
+
+/// `perago config` as an operator runs it, in a scratch directory with a controlled
+/// environment and a `.env` file (where the dotted names conductor-python uses can be set).
+fn perago_config(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_perago"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TMPDIR", dir.join("tmp"))
+        .stdin(std::process::Stdio::null());
+    std::fs::create_dir_all(dir.join("tmp")).expect("tmp dir");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("perago runs")
+}
+
+#[test]
+fn perago_config_shows_worker_settings_and_names_a_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".env"),
+        "conductor.worker.all.poll_interval=250\nconductor.worker.examples.echo.batch_size=4\n",
+    )
+    .expect(".env");
+    let env = [("CONDUCTOR_WORKER_EXAMPLES_ECHO_DOMAIN", "blue")];
+    let output = perago_config(dir.path(), &["config", "examples.echo"], &env);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "blue (from CONDUCTOR_WORKER_EXAMPLES_ECHO_DOMAIN)",
+        "250 ms (from conductor.worker.all.poll_interval)",
+        "100 ms (default)",
+        "4 (from conductor.worker.examples.echo.batch_size)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    let output = perago_config(dir.path(), &["config", "examples.echo", "--json"], &env);
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        json["worker"],
+        json!({"task": "examples.echo", "domain": "blue", "poll_interval_ms": 250,
+            "poll_timeout_ms": 100, "batch_size": 4})
+    );
+
+    let output = perago_config(
+        dir.path(),
+        &["config", "examples.echo"],
+        &[("CONDUCTOR_WORKER_POLL_TIMEOUT", "9000")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "error: CONDUCTOR_WORKER_POLL_TIMEOUT must be a whole number of milliseconds from 0 to 5000"
+    );
 }

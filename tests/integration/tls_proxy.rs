@@ -21,7 +21,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
 }
 
 fn fixture_str(name: &str) -> String {
@@ -29,7 +31,11 @@ fn fixture_str(name: &str) -> String {
 }
 
 /// Copies bytes both ways between a TLS session and a plain socket until either side ends.
-fn relay(mut tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>, mut plain: TcpStream, stop: &AtomicBool) {
+fn relay(
+    mut tls: rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+    mut plain: TcpStream,
+    stop: &AtomicBool,
+) {
     let tick = Some(Duration::from_millis(5));
     if tls.sock.set_read_timeout(tick).is_err() || plain.set_read_timeout(tick).is_err() {
         return;
@@ -69,7 +75,10 @@ struct Loopback {
 }
 
 impl Loopback {
-    fn start(name: &str, serve: impl Fn(TcpStream, &AtomicBool) + Send + Sync + 'static) -> Loopback {
+    fn start(
+        name: &str,
+        serve: impl Fn(TcpStream, &AtomicBool) + Send + Sync + 'static,
+    ) -> Loopback {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -139,12 +148,10 @@ fn tls_front(upstream: SocketAddr, require_client_cert: bool) -> Loopback {
         for cert in CertificateDer::pem_file_iter(fixture("ca.pem")).expect("ca.pem") {
             roots.add(cert.expect("ca cert")).expect("root");
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider,
-        )
-        .build()
-        .expect("verifier");
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("verifier");
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
@@ -206,12 +213,16 @@ fn connect_proxy(seen: Arc<Mutex<Vec<String>>>) -> Loopback {
         }
         // Tunnel raw bytes both ways with short read timeouts.
         let tick = Some(Duration::from_millis(5));
-        let (Ok(()), Ok(())) = (client.set_read_timeout(tick), upstream.set_read_timeout(tick)) else {
+        let (Ok(()), Ok(())) = (
+            client.set_read_timeout(tick),
+            upstream.set_read_timeout(tick),
+        ) else {
             return;
         };
         let mut upstream = upstream;
         let mut buf = vec![0u8; 16 * 1024];
-        let idle = |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+        let idle =
+            |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
         // Bytes the BufReader already took past the headers belong to the tunnel.
         let early = reader.buffer().to_vec();
         if !early.is_empty() && upstream.write_all(&early).is_err() {
@@ -247,8 +258,14 @@ fn connect_proxy(seen: Arc<Mutex<Vec<String>>>) -> Loopback {
 fn config(pairs: &[(&str, String)]) -> RuntimeConfig {
     let dir = std::env::temp_dir().join("perago-tls-proxy-tests");
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    env.insert("PERAGO_WORKSPACE_ROOT".into(), dir.join("w").display().to_string());
-    env.insert("PERAGO_LOG_ROOT".into(), dir.join("l").display().to_string());
+    env.insert(
+        "PERAGO_WORKSPACE_ROOT".into(),
+        dir.join("w").display().to_string(),
+    );
+    env.insert(
+        "PERAGO_LOG_ROOT".into(),
+        dir.join("l").display().to_string(),
+    );
     for (key, value) in pairs {
         env.insert((*key).to_owned(), value.clone());
     }
@@ -292,7 +309,10 @@ fn lakefs_presents_the_configured_client_certificate() {
     let lakefs = |with_client_cert: bool| {
         let mut pairs = vec![
             ("LAKECTL_SERVER_ENDPOINT_URL", endpoint.clone()),
-            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", server.access_key_id().to_owned()),
+            (
+                "LAKECTL_CREDENTIALS_ACCESS_KEY_ID",
+                server.access_key_id().to_owned(),
+            ),
             (
                 "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
                 server.secret_access_key().to_owned(),
@@ -335,12 +355,11 @@ fn https_proxy_tunnels_requests_unless_no_proxy_names_the_host() {
         [format!("localhost:{}", front.addr.port())],
         "the request went through the proxy"
     );
-    let shown = format!(
-        "{:?} {}",
-        proxied,
-        proxied.to_json()
+    let shown = format!("{:?} {}", proxied, proxied.to_json());
+    assert!(
+        !shown.contains("pr0xy-pass"),
+        "proxy password shown: {shown}"
     );
-    assert!(!shown.contains("pr0xy-pass"), "proxy password shown: {shown}");
     assert!(shown.contains("user:****@127.0.0.1"), "{shown}");
 
     let exempt = config(&[

@@ -882,7 +882,12 @@ impl Engine {
             .map(|r| r.chars().take(500).collect());
         for entry in body.logs.unwrap_or_default() {
             let created_time = entry.created_time.unwrap_or(now);
-            Self::push_log(&mut state, &task_id, entry.log.unwrap_or_default(), created_time);
+            Self::push_log(
+                &mut state,
+                &task_id,
+                entry.log.unwrap_or_default(),
+                created_time,
+            );
         }
         let Some(task) = state.tasks.get_mut(&task_id) else {
             return Err(not_found(format!("No such task found by id: {task_id}")));

@@ -402,10 +402,12 @@ impl Service for ConductorService {
                     Ok(def) => {
                         let overwrite = match bool_query(request, "overwrite", false) {
                             Ok(overwrite) => overwrite,
-                            Err(response) => return Routed {
-                                route: "POST /metadata/workflow",
-                                response,
-                            },
+                            Err(response) => {
+                                return Routed {
+                                    route: "POST /metadata/workflow",
+                                    response,
+                                };
+                            }
                         };
                         match self
                             .engine

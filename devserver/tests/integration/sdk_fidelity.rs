@@ -48,7 +48,10 @@ impl Api {
             .run(request)
             .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -59,7 +62,10 @@ impl Api {
             .call()
             .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
+        (
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
     }
 
     fn post(&self, path: &str, body: &Value) -> (u16, String) {
@@ -118,7 +124,10 @@ fn task_to_domain_delivers_only_to_pollers_of_that_domain() {
         json!({"dm_task": "blue"})
     );
 
-    assert!(api.poll("dm_task", None, 0).is_empty(), "no domain: nothing");
+    assert!(
+        api.poll("dm_task", None, 0).is_empty(),
+        "no domain: nothing"
+    );
     assert!(
         api.poll("dm_task", Some("green"), 0).is_empty(),
         "another domain: nothing"
@@ -182,7 +191,10 @@ fn update_v2_and_in_progress_requeues_stay_in_the_domain() {
         &json!({"taskId": first["taskId"], "workflowInstanceId": first["workflowInstanceId"],
             "status": "COMPLETED", "workerId": "w1", "outputData": {}}),
     );
-    assert_eq!(status, 200, "update-v2 hands back the next task of the domain: {body}");
+    assert_eq!(
+        status, 200,
+        "update-v2 hands back the next task of the domain: {body}"
+    );
     let next: Value = serde_json::from_str(&body).expect("a task");
     assert_eq!(next["domain"], "blue");
     let other = if first["workflowInstanceId"] == a.as_str() {
@@ -289,7 +301,10 @@ fn query_booleans_are_parsed_like_spring() {
             &def("never"),
         );
         assert_eq!(status, 409, "overwrite={value}: {body}");
-        assert!(body.contains("Workflow with qb_wf.1 already exists!"), "{body}");
+        assert!(
+            body.contains("Workflow with qb_wf.1 already exists!"),
+            "{body}"
+        );
     }
     let (status, body) = api.post("/metadata/workflow?overwrite=maybe", &def("never"));
     assert_eq!(status, 500, "{body}");
