@@ -3,7 +3,8 @@
 //!
 //! The token is fetched lazily on the first request, refreshed proactively after a fixed TTL
 //! (45 minutes, like every Conductor SDK: the JWT's own expiry is not parsed) and reactively
-//! when a request is refused with 401 (the caller replays that request once). Only one
+//! when a request is refused with 401, or 403 with `error: EXPIRED_TOKEN|INVALID_TOKEN` (the
+//! caller replays that request once). Only one
 //! refresh runs at a time: the state mutex is held across the token request, and a refresh
 //! after a 401 happens only if the cached token is still the one that failed, so a burst of
 //! 401s from many threads costs one token request. A 404 or 405 from `/api/token` means an

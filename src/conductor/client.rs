@@ -228,7 +228,7 @@ impl ConductorClient {
             .token(|credentials| self.fetch_token(credentials))?;
         let reply = self.send_once(call, token.as_ref())?;
         match token {
-            Some(refused) if reply.status == 401 => {
+            Some(refused) if token_refused(&reply) => {
                 self.auth.invalidate(&refused);
                 let token = self
                     .auth
@@ -528,6 +528,20 @@ impl ConductorApi for ConductorClient {
             204 | 404 => Ok(None),
             status => Err(status_error(&call, status, &reply.body)),
         }
+    }
+}
+
+/// Whether the server refused the token: any 401, or a 403 whose body says the token is
+/// expired or invalid (`error: EXPIRED_TOKEN | INVALID_TOKEN`), as the Python and Java SDKs
+/// read it. Other 403s are permission errors a new token would not fix.
+fn token_refused(reply: &Reply) -> bool {
+    match reply.status {
+        401 => true,
+        403 => serde_json::from_slice::<Value>(&reply.body)
+            .ok()
+            .and_then(|body| body.get("error").and_then(Value::as_str).map(str::to_owned))
+            .is_some_and(|error| error == "EXPIRED_TOKEN" || error == "INVALID_TOKEN"),
+        _ => false,
     }
 }
 
@@ -834,6 +848,35 @@ mod tests {
             seen[0].body,
             json!({"keyId": "key", "keySecret": "s3cret"}).to_string()
         );
+    }
+
+    #[test]
+    fn a_403_for_an_expired_token_refreshes_but_a_permission_403_does_not() {
+        let tokens = Mutex::new(0);
+        let server = Canned::start(move |seen| match seen.url.as_str() {
+            "/api/token" => {
+                let mut count = tokens.lock();
+                *count += 1;
+                (200, json!({"token": format!("jwt{count}")}).to_string())
+            }
+            "/api/tasks/t1" if seen.auth.as_deref() == Some("jwt1") => (
+                403,
+                json!({"error": "EXPIRED_TOKEN", "message": "expired"}).to_string(),
+            ),
+            "/api/tasks/t1" => (200, task_json("t1")),
+            _ => (403, json!({"message": "forbidden"}).to_string()),
+        });
+        let auth = ConductorAuth::new("key".into(), Secret::new("s3cret".into()));
+        let client = client(&server.url, Some(auth));
+        assert_eq!(client.get_task("t1").unwrap().unwrap().task_id, "t1");
+        let error = client.get_task("t2").unwrap_err();
+        assert_eq!(error.status(), Some(403));
+        let token_requests = server
+            .seen()
+            .iter()
+            .filter(|s| s.url == "/api/token")
+            .count();
+        assert_eq!(token_requests, 2, "one refresh, for the expired token only");
     }
 
     #[test]
