@@ -134,8 +134,9 @@ enum Command {
         /// The target to serve.
         target: String,
         /// Number of workers (threads in thread mode, child processes in process mode).
-        #[arg(short = 'j', long = "jobs", default_value_t = 1)]
-        jobs: usize,
+        /// Default: the task's `thread_count` worker setting, else 1.
+        #[arg(short = 'j', long = "jobs")]
+        jobs: Option<usize>,
         /// Execution mode; overrides PERAGO_EXECUTION_MODE.
         #[arg(long, value_parser = parse_mode)]
         execution_mode: Option<ExecutionMode>,

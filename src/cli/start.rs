@@ -11,13 +11,13 @@
 use super::serve::{ServeOptions, serve};
 use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::conductor::ConductorClient;
-use crate::config::{ConfigOverrides, ExecutionMode};
+use crate::config::{ConfigOverrides, ExecutionMode, WorkerSettings};
 use crate::registry::Targets;
 
 pub(crate) fn run(
     targets: &Targets,
     target: &str,
-    jobs: usize,
+    jobs: Option<usize>,
     execution_mode: Option<ExecutionMode>,
 ) -> CommandResult {
     let config = load_config(target, &ConfigOverrides { execution_mode })?;
@@ -26,6 +26,7 @@ pub(crate) fn run(
     if task.is_workspace_task() {
         config.require_lakefs()?;
     }
+    let jobs = effective_jobs(jobs, &config.worker(task.name()));
     if jobs < 1 {
         return Err(CliError::NoWorkers);
     }
@@ -56,4 +57,39 @@ pub(crate) fn run(
         lock_workspace_root: true,
     })?;
     Ok(Outcome::Runtime(exit))
+}
+
+/// `-j` when given, else the task's `thread_count` worker setting, else 1.
+fn effective_jobs(jobs: Option<usize>, worker: &WorkerSettings) -> usize {
+    jobs.or_else(|| worker.thread_count().map(std::num::NonZeroUsize::get))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RuntimeConfig;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn jobs_flag_wins_over_thread_count_which_wins_over_one() {
+        let worker = |pairs: &[(&str, &str)]| {
+            let env: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            RuntimeConfig::from_env_map("t", &env, &Default::default())
+                .unwrap()
+                .worker("examples.echo")
+        };
+        let counted = worker(&[("CONDUCTOR_WORKER_EXAMPLES_ECHO_THREAD_COUNT", "4")]);
+        assert_eq!(effective_jobs(None, &counted), 4);
+        assert_eq!(effective_jobs(Some(2), &counted), 2);
+        assert_eq!(
+            effective_jobs(Some(0), &counted),
+            0,
+            "an explicit 0 is still refused"
+        );
+        assert_eq!(effective_jobs(None, &worker(&[])), 1);
+    }
 }

@@ -48,14 +48,17 @@ pub enum WorkerProperty {
     PollTimeout,
     /// `batch_size`: the most tasks asked for in one poll.
     BatchSize,
+    /// `thread_count`: attempts run at once when `perago start` gets no `-j`.
+    ThreadCount,
 }
 
 impl WorkerProperty {
-    const ALL: [WorkerProperty; 4] = [
+    const ALL: [WorkerProperty; 5] = [
         WorkerProperty::Domain,
         WorkerProperty::PollInterval,
         WorkerProperty::PollTimeout,
         WorkerProperty::BatchSize,
+        WorkerProperty::ThreadCount,
     ];
 
     /// The property names (lower case) that spell this property, preferred first.
@@ -65,6 +68,7 @@ impl WorkerProperty {
             WorkerProperty::PollInterval => &["poll_interval", "polling_interval"],
             WorkerProperty::PollTimeout => &["poll_timeout"],
             WorkerProperty::BatchSize => &["batch_size"],
+            WorkerProperty::ThreadCount => &["thread_count"],
         }
     }
 
@@ -143,7 +147,7 @@ fn parse_value(
                 "must be a whole number of milliseconds from 0 to 5000",
             )),
         },
-        WorkerProperty::BatchSize => {
+        WorkerProperty::BatchSize | WorkerProperty::ThreadCount => {
             match value.parse::<usize>().ok().and_then(NonZeroUsize::new) {
                 Some(count) => Ok(PropertyValue::Count(count)),
                 None => Err(invalid("must be a positive integer")),
@@ -239,6 +243,10 @@ impl WorkerSettingsSource {
             settings.batch_size = Some(count);
             settings.sources.insert(WorkerProperty::BatchSize, var);
         }
+        if let Some((var, PropertyValue::Count(count))) = source(WorkerProperty::ThreadCount) {
+            settings.thread_count = Some(count);
+            settings.sources.insert(WorkerProperty::ThreadCount, var);
+        }
         settings
     }
 }
@@ -251,6 +259,7 @@ pub struct WorkerSettings {
     poll_interval: Duration,
     poll_timeout: Duration,
     batch_size: Option<NonZeroUsize>,
+    thread_count: Option<NonZeroUsize>,
     sources: BTreeMap<WorkerProperty, String>,
 }
 
@@ -262,6 +271,7 @@ impl Default for WorkerSettings {
             poll_interval: DEFAULT_POLL_INTERVAL,
             poll_timeout: DEFAULT_POLL_TIMEOUT,
             batch_size: None,
+            thread_count: None,
             sources: BTreeMap::new(),
         }
     }
@@ -293,12 +303,19 @@ impl WorkerSettings {
         self.batch_size
     }
 
+    /// How many attempts `perago start` runs at once when `-j` is not given (threads in thread
+    /// mode, child processes in process mode); `None` means 1. `-j` always wins.
+    pub fn thread_count(&self) -> Option<NonZeroUsize> {
+        self.thread_count
+    }
+
     /// The variable a property was read from; `None` when it has its default.
     pub fn source(&self, property: WorkerProperty) -> Option<&str> {
         self.sources.get(&property).map(String::as_str)
     }
 
-    /// `{task, domain, poll_interval_ms, poll_timeout_ms, batch_size}` (`null` when unset).
+    /// `{task, domain, poll_interval_ms, poll_timeout_ms, batch_size, thread_count}` (`null`
+    /// when unset).
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
         object.insert("task".into(), self.task_name.clone().into());
@@ -317,6 +334,10 @@ impl WorkerSettings {
         object.insert(
             "batch_size".into(),
             self.batch_size.map_or(Value::Null, |n| n.get().into()),
+        );
+        object.insert(
+            "thread_count".into(),
+            self.thread_count.map_or(Value::Null, |n| n.get().into()),
         );
         Value::Object(object)
     }
@@ -357,6 +378,16 @@ impl WorkerSettings {
                 match self.batch_size {
                     Some(n) => format!("{n}{}", from(WorkerProperty::BatchSize)),
                     None => "free slots (default)".to_owned(),
+                },
+            ),
+            (
+                "worker.thread_count".to_owned(),
+                match self.thread_count {
+                    Some(n) => format!(
+                        "{n}{} (when -j is not given)",
+                        from(WorkerProperty::ThreadCount)
+                    ),
+                    None => "1 (default; -j wins)".to_owned(),
                 },
             ),
         ]
@@ -485,6 +516,15 @@ mod tests {
         }
         // Other SDK properties are not ours to judge.
         assert!(source(&[("CONDUCTOR_WORKER_ALL_PAUSED", "maybe")]).is_ok());
-        assert!(source(&[("CONDUCTOR_WORKER_ALL_THREAD_COUNT", "x")]).is_ok());
+        assert_eq!(
+            source(&[("CONDUCTOR_WORKER_ALL_THREAD_COUNT", "x")])
+                .unwrap_err()
+                .to_string(),
+            "CONDUCTOR_WORKER_ALL_THREAD_COUNT must be a positive integer"
+        );
+        let counted = source(&[("conductor.worker.all.thread_count", "6")])
+            .unwrap()
+            .resolve("echo");
+        assert_eq!(counted.thread_count().map(NonZeroUsize::get), Some(6));
     }
 }

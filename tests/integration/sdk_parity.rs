@@ -396,7 +396,7 @@ fn perago_config_shows_worker_settings_and_names_a_bad_one() {
     assert_eq!(
         json["worker"],
         json!({"task": "examples.echo", "domain": "blue", "poll_interval_ms": 250,
-            "poll_timeout_ms": 100, "batch_size": 4})
+            "poll_timeout_ms": 100, "batch_size": 4, "thread_count": null})
     );
 
     let output = perago_config(
