@@ -58,7 +58,9 @@ pub fn metadata_validate() -> Result<Task, DeclarationError> {
 /// Params of `features.build`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 pub struct FeaturesParams {
-    /// Output feature set directory name.
+    /// Output feature set directory name: one path segment of letters, digits, `_` and `-`
+    /// (so params can never point the output outside the workspace).
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
     pub feature_set: String,
     /// Rows per input file.
     #[schemars(range(min = 1))]
@@ -110,18 +112,21 @@ pub fn features_build() -> Result<Task, DeclarationError> {
 }
 
 fn build_features(
-    _ctx: &TaskContext,
+    ctx: &TaskContext,
     root: &Path,
     params: FeaturesParams,
 ) -> Result<FeaturesResult, TaskError> {
     let inputs = matching_files(root, "raw/**/*.parquet")?;
-    let out_dir = root.join("features").join(&params.feature_set);
+    // The schema pattern already keeps `feature_set` to one plain segment; building every
+    // path through `workspace_path` keeps the body below the root even if it did not.
+    let out_rel = Path::new("features").join(&params.feature_set);
+    let out_dir = ctx.workspace_path(&out_rel)?;
     std::fs::create_dir_all(&out_dir)?;
     for input in &inputs {
-        let mut bytes = std::fs::read(root.join(input))?;
+        let mut bytes = std::fs::read(ctx.workspace_path(input)?)?;
         bytes.reverse();
         let file_name = input.rsplit('/').next().unwrap_or(input);
-        std::fs::write(out_dir.join(file_name), bytes)?;
+        std::fs::write(ctx.workspace_path(out_rel.join(file_name))?, bytes)?;
     }
     let files = inputs.len() as u64;
     Ok(FeaturesResult {

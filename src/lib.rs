@@ -83,7 +83,7 @@ pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,
     Guardrail, GuardrailPhase, InProgress, LimitControls, PublishBudget, RetryControls, RetryLogic,
     Task, TaskBuilder, TaskContext, TaskControls, TaskError, TaskLogSink, TimeoutControls,
-    TimeoutPolicy, WorkspaceSpec,
+    TimeoutPolicy, WorkspacePathError, WorkspaceSpec,
 };
 pub use taskdef::{ExtractError, render_task_def, task_def, write_task_def};
 

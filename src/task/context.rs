@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::cancel::{CancelToken, Cancelled};
+use super::workspace_path::{WorkspacePathError, join_within};
 
 /// The identity of one execution of one Conductor task attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,23 @@ impl TaskContext {
     /// The attempt workspace root (workspace tasks only).
     pub fn workspace(&self) -> Option<&Path> {
         self.workspace.as_deref()
+    }
+
+    /// `relative` joined onto the attempt workspace root, refused if it could lead outside it:
+    /// an absolute path, a `..` component, or a symlink that resolves out of the root.
+    ///
+    /// Build every path a body reads or writes from user input through this, so that params
+    /// such as `"../../x"` fail the attempt instead of touching files outside the workspace.
+    /// The error converts into a retryable [`TaskError`](super::TaskError) with `?`.
+    pub fn workspace_path(
+        &self,
+        relative: impl AsRef<Path>,
+    ) -> Result<PathBuf, WorkspacePathError> {
+        let root = self
+            .workspace
+            .as_deref()
+            .ok_or(WorkspacePathError::NoWorkspace)?;
+        join_within(root, relative.as_ref())
     }
 
     /// The cancellation token: fires when the worker's shutdown deadline is reached.

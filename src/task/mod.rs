@@ -4,6 +4,7 @@
 //! - [`controls`]: retry, timeout, limit and publish-budget controls.
 //! - [`workspace_spec`]: the workspace prefix, guardrails and read-only flag.
 //! - [`context`]: the [`TaskContext`] a body receives.
+//! - [`workspace_path`]: joining paths below the workspace root without escaping it.
 //! - [`cancel`]: cooperative cancellation tokens.
 //! - [`error`]: [`TaskError`], the body's failure type.
 //! - [`guardrail`]: file-shape checks before and after the body.
@@ -16,6 +17,7 @@ pub mod controls;
 pub mod error;
 pub mod guardrail;
 pub mod schema;
+pub mod workspace_path;
 pub mod workspace_spec;
 
 pub use cancel::{CancelSource, CancelToken, Cancelled};
@@ -27,4 +29,5 @@ pub use controls::{
 };
 pub use error::{InProgress, TaskError};
 pub use guardrail::{Guardrail, GuardrailPhase};
+pub use workspace_path::WorkspacePathError;
 pub use workspace_spec::WorkspaceSpec;
