@@ -1,6 +1,7 @@
 //! Fault injection per route: error statuses at a rate, added latency and dropped
 //! connections, deterministic from a seed, switchable at run time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
@@ -78,6 +79,8 @@ pub(crate) struct Decision {
 pub struct Faults {
     rules: Mutex<Vec<Compiled>>,
     rng: Mutex<fastrand::Rng>,
+    /// Error statuses and dropped connections injected so far.
+    injected: AtomicU64,
 }
 
 impl std::fmt::Debug for Faults {
@@ -93,6 +96,7 @@ impl Faults {
         Faults {
             rules: Mutex::new(Vec::new()),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            injected: AtomicU64::new(0),
         }
     }
 
@@ -101,6 +105,12 @@ impl Faults {
         let matcher = Glob::new(&rule.path)?.compile_matcher();
         self.rules.lock().push(Compiled { rule, matcher });
         Ok(())
+    }
+
+    /// How many requests got an injected error status or dropped connection (latency alone
+    /// does not count), so a test can tell that its faults fired.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
     }
 
     /// Removes every rule.
@@ -132,6 +142,9 @@ impl Faults {
                     decision.error_status = Some(status);
                 }
             }
+        }
+        if decision.error_status.is_some() || decision.drop.is_some() {
+            self.injected.fetch_add(1, Ordering::Relaxed);
         }
         decision
     }

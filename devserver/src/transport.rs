@@ -347,8 +347,15 @@ enum ReadError {
 }
 
 impl From<io::Error> for ReadError {
-    fn from(_: io::Error) -> Self {
-        ReadError::Gone
+    fn from(error: io::Error) -> Self {
+        match error.kind() {
+            // The read timeout fired inside the body (a client stalled half-way through it):
+            // say so before hanging up, as for a stalled head.
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                ReadError::Refuse(408, "request body not received in time")
+            }
+            _ => ReadError::Gone,
+        }
     }
 }
 
@@ -805,6 +812,27 @@ mod tests {
         half.write_all(b"GET /h HTTP/1.1\r\n\r\n").unwrap();
         half.shutdown(Shutdown::Write).unwrap();
         assert_eq!(read_response(&mut io::BufReader::new(half)).2, "GET /h ");
+        wait_until("connections to close", || server.open_connections() == 0);
+    }
+
+    #[test]
+    fn a_client_stalled_inside_its_body_is_answered_408() {
+        let limits = Limits {
+            read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let server = echo_server(limits);
+        for request in [
+            &b"POST /b HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"[..],
+            &b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"[..],
+        ] {
+            let mut stalled = connect(&server);
+            stalled.write_all(request).unwrap();
+            let mut reader = io::BufReader::new(stalled);
+            let (status, headers, _) = read_response(&mut reader);
+            assert_eq!(status, 408, "{}", String::from_utf8_lossy(request));
+            assert!(headers.contains(&("connection".into(), "close".into())));
+        }
         wait_until("connections to close", || server.open_connections() == 0);
     }
 

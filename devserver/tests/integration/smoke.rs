@@ -597,12 +597,12 @@ fn stalled_half_closed_and_oversized_requests_never_wedge_the_server() {
         .unwrap();
     // Meanwhile everybody else is served.
     assert_eq!(client.get("/metadata/taskdefs").0, 200);
-    // The stalled head is answered 408 after the idle timeout; the short body is dropped.
-    let mut answer = String::new();
-    stalled.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
-    let mut rest = Vec::new();
-    assert_eq!(short_body.read_to_end(&mut rest).unwrap_or(0), 0);
+    // The stalled head and the short body are both answered 408 after the idle timeout.
+    for mut stalled in [stalled, short_body] {
+        let mut answer = String::new();
+        stalled.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    }
     // A half-closed client still gets its answer.
     let mut half = raw();
     half.write_all(b"GET /api/metadata/taskdefs HTTP/1.1\r\nHost: x\r\n\r\n")
