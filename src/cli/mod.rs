@@ -16,6 +16,7 @@ pub(crate) mod demo;
 #[cfg(feature = "dev-server")]
 mod dev_server;
 mod extract;
+mod gc;
 mod outcome;
 mod run;
 mod serve;
@@ -140,6 +141,18 @@ enum Command {
         /// Execution mode; overrides PERAGO_EXECUTION_MODE.
         #[arg(long, value_parser = parse_mode)]
         execution_mode: Option<ExecutionMode>,
+    },
+    /// Delete orphaned lakeFS staging branches (`perago-staging-*`) whose head commit is old.
+    Gc {
+        /// Collect lakeFS staging branches.
+        #[arg(long)]
+        lakefs: bool,
+        /// Minimum age of a branch's head commit, e.g. `24h` or `7d`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Print what would be deleted and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Internal: one supervised child of `start --execution-mode process`.
     #[command(name = crate::supervisor::CHILD_SUBCOMMAND, hide = true)]
@@ -309,6 +322,15 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
             jobs,
             execution_mode,
         } => start::run(targets, &target, jobs, execution_mode),
+        Command::Gc {
+            lakefs,
+            older_than,
+            dry_run,
+        } => gc::run(gc::GcOptions {
+            lakefs,
+            older_than,
+            dry_run,
+        }),
         Command::Child {
             target,
             supervisor_pid,

@@ -133,6 +133,9 @@ pub(crate) enum CliError {
         #[source]
         source: Box<ConductorError>,
     },
+    /// `perago gc` could not list or delete staging branches.
+    #[error(transparent)]
+    Gc(#[from] super::gc::GcError),
     /// A supervised child could not tie its life to its supervisor's.
     #[error(transparent)]
     ParentDeath(#[from] ParentDeathError),

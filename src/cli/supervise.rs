@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 use log::LevelFilter;
 
 use crate::config::RuntimeConfig;
+use crate::execution::WorkspaceStore;
+use crate::execution::staging::release_staging_branch;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
 use crate::supervisor::child::{ChildLauncher, CurrentExeError};
@@ -25,7 +27,7 @@ use crate::supervisor::imp::{
     LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings,
 };
 use crate::supervisor::signals;
-use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep};
+use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep_releasing};
 
 /// What one supervisor runs.
 #[derive(Debug, Clone)]
@@ -84,7 +86,8 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     })?;
     let root = config.workspace_root().to_path_buf();
     let lock = acquire_supervisor_lock(&root)?;
-    sweep_all(&root, "startup");
+    let store = crate::cli::serve::workspace_store(&config);
+    sweep_all(&root, store.as_deref(), "startup");
 
     let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
     let signals =
@@ -112,11 +115,12 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         }),
         restart_delays: RESTART_DELAYS,
         healthy_run: HEALTHY_RUN,
+        store: store.clone(),
     };
     let mut supervisor = Supervisor::new(settings, Box::new(move |id| launcher.command(id)));
     if let Err(error) = supervisor.start_all() {
         signals.stop();
-        sweep_all(&root, "shutdown");
+        sweep_all(&root, store.as_deref(), "shutdown");
         drop(lock);
         logging.flush();
         return Err(error.into());
@@ -124,7 +128,7 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     let exit = supervisor.run(requests_rx);
     signals.stop();
     // Every child is gone: nothing under the root is live any more.
-    sweep_all(&root, "shutdown");
+    sweep_all(&root, store.as_deref(), "shutdown");
     drop(lock);
     log::info!(
         clean = exit.is_clean(),
@@ -138,6 +142,13 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
 }
 
 /// A TTL-0 sweep with no live owner: only valid while the supervisor has no child running.
-fn sweep_all(root: &std::path::Path, kind: &str) {
-    sweep(root, Duration::ZERO, SystemTime::now(), &|_| false).log(kind);
+fn sweep_all(root: &std::path::Path, store: Option<&dyn WorkspaceStore>, kind: &str) {
+    sweep_releasing(
+        root,
+        Duration::ZERO,
+        SystemTime::now(),
+        &|_| false,
+        &|staging| release_staging_branch(store, staging),
+    )
+    .log(kind);
 }

@@ -22,9 +22,11 @@ use serde_json::Value;
 use super::api::ConductorApi;
 use super::auth::{AUTH_HEADER, TOKEN_TTL, TokenAuth, TokenReply};
 use super::error::ConductorError;
-use super::model::{PolledTask, TaskUpdate};
+use super::model::{PolledTask, TaskUpdate, decode_task, decode_task_batch};
 use super::resolver::CachingResolver;
 use crate::config::{ConductorAuth, ConductorConfig, ProxyUrl, Secret, TlsFiles};
+use crate::util::cancel_io::CancellableConnector;
+use ureq::unversioned::transport::Connector as _;
 
 /// Characters escaped in one path segment (a task or workflow name, a task id).
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -189,7 +191,8 @@ impl ConductorClient {
             .build();
         let agent = ureq::Agent::with_parts(
             config,
-            ureq::unversioned::transport::DefaultConnector::default(),
+            // Waits observe a caller's cancellation scope (see `util::cancel_io`).
+            ureq::unversioned::transport::DefaultConnector::default().chain(CancellableConnector),
             CachingResolver::default(),
         );
         ConductorClient {
@@ -364,9 +367,7 @@ impl ConductorClient {
         match reply.status {
             204 => Ok(None),
             200 if is_blank(&reply.body) => Ok(None),
-            200 => decode::<PolledTask>(&call, &reply.body)
-                .map(Some)
-                .map_err(Some),
+            200 => decode_one_task(&call, &reply.body).map(Some).map_err(Some),
             404 | 405 => Err(None),
             500 if server_message(&reply.body)
                 .is_some_and(|text| text.to_ascii_lowercase().contains("not supported")) =>
@@ -479,7 +480,24 @@ impl ConductorApi for ConductorClient {
             // Newer servers answer `200 []` when the queue is empty, older ones `204`.
             204 => Ok(Vec::new()),
             200 if is_blank(&reply.body) => Ok(Vec::new()),
-            200 => decode(&call, &reply.body),
+            200 => {
+                let (tasks, unreadable) =
+                    decode_task_batch(&reply.body).map_err(|source| ConductorError::Decode {
+                        method: call.method.as_str(),
+                        url: call.url.clone(),
+                        source,
+                    })?;
+                for bad in &unreadable {
+                    // Without a task id nothing can be reported: the server's response
+                    // timeout retries it, and the others in the batch run.
+                    log::error!(
+                        url = call.url.as_str(),
+                        error = bad.error.to_string().as_str();
+                        "polled task has no readable taskId; skipped"
+                    );
+                }
+                Ok(tasks)
+            }
             status => Err(status_error(&call, status, &reply.body)),
         }
     }
@@ -555,6 +573,20 @@ fn decode<T: DeserializeOwned>(call: &Call<'_>, body: &[u8]) -> Result<T, Conduc
         method: call.method.as_str(),
         url: call.url.clone(),
         source,
+    })
+}
+
+/// One task handed back by update-v2, read like a poll entry (see [`decode_task`]).
+fn decode_one_task(call: &Call<'_>, body: &[u8]) -> Result<PolledTask, ConductorError> {
+    let text = std::str::from_utf8(body).map_err(|_| ConductorError::Decode {
+        method: call.method.as_str(),
+        url: call.url.clone(),
+        source: serde::de::Error::custom("response is not UTF-8"),
+    })?;
+    decode_task(text).map_err(|bad| ConductorError::Decode {
+        method: call.method.as_str(),
+        url: call.url.clone(),
+        source: bad.error,
     })
 }
 

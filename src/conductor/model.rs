@@ -59,6 +59,133 @@ pub struct PolledTask {
     /// last in-progress outcome on a re-delivery.
     #[serde(default = "empty_object", deserialize_with = "null_as_empty_object")]
     pub output_data: Value,
+    /// Set when the task's identity could be read but the rest of it (usually its input)
+    /// could not: the worker reports it `FAILED` with this reason instead of running it.
+    #[serde(skip)]
+    pub decode_error: Option<String>,
+}
+
+/// The fields of a task besides its input, read when the whole task cannot be: every
+/// unknown field (the input among them) is skipped without building it, and skipping has
+/// no nesting limit.
+#[derive(DeriveDeserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskHeader {
+    task_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    workflow_instance_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    task_type: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    task_def_name: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    reference_task_name: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    response_timeout_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    poll_count: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    retry_count: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    seq: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    iteration: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    worker_id: Option<String>,
+}
+
+/// Only the ids, for a task whose other fields do not read either.
+#[derive(DeriveDeserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskIds {
+    task_id: String,
+    #[serde(default)]
+    workflow_instance_id: Option<String>,
+}
+
+impl From<TaskHeader> for PolledTask {
+    fn from(header: TaskHeader) -> PolledTask {
+        PolledTask {
+            task_id: header.task_id,
+            workflow_instance_id: header.workflow_instance_id,
+            task_type: header.task_type,
+            task_def_name: header.task_def_name,
+            reference_task_name: header.reference_task_name,
+            input_data: empty_object(),
+            response_timeout_seconds: header.response_timeout_seconds,
+            poll_count: header.poll_count,
+            retry_count: header.retry_count,
+            seq: header.seq,
+            iteration: header.iteration,
+            status: header.status,
+            worker_id: header.worker_id,
+            output_data: empty_object(),
+            decode_error: None,
+        }
+    }
+}
+
+/// A task in a poll answer that could not be read at all, not even its `taskId`.
+#[derive(Debug)]
+pub struct UnreadableTask {
+    /// Why it could not be read.
+    pub error: serde_json::Error,
+}
+
+/// Reads one task (a poll entry or an update-v2 answer) task by task, so that one task that
+/// cannot be decoded (an input nested past the JSON decoder's depth limit, a field of the
+/// wrong type) never costs the others.
+///
+/// A task whose `taskId` is readable comes back with [`PolledTask::decode_error`] set and an
+/// empty input, for the worker to report `FAILED`; one without a readable id is an
+/// [`UnreadableTask`].
+pub fn decode_task(raw: &str) -> Result<PolledTask, UnreadableTask> {
+    let error = match serde_json::from_str::<PolledTask>(raw) {
+        Ok(task) => return Ok(task),
+        Err(error) => error,
+    };
+    let mut task = match serde_json::from_str::<TaskHeader>(raw) {
+        Ok(header) => PolledTask::from(header),
+        Err(_) => match serde_json::from_str::<TaskIds>(raw) {
+            Ok(ids) => PolledTask::from(TaskHeader {
+                task_id: ids.task_id,
+                workflow_instance_id: ids.workflow_instance_id.unwrap_or_default(),
+                task_type: String::new(),
+                task_def_name: None,
+                reference_task_name: None,
+                response_timeout_seconds: None,
+                poll_count: 0,
+                retry_count: 0,
+                seq: 0,
+                iteration: 0,
+                status: None,
+                worker_id: None,
+            }),
+            Err(_) => return Err(UnreadableTask { error }),
+        },
+    };
+    task.decode_error = Some(format!("task could not be decoded: {error}"));
+    Ok(task)
+}
+
+/// Reads a poll answer (a JSON array of tasks) entry by entry with [`decode_task`]; only an
+/// answer that is not an array at all is an error.
+pub fn decode_task_batch(
+    body: &[u8],
+) -> Result<(Vec<PolledTask>, Vec<UnreadableTask>), serde_json::Error> {
+    // Raw entries are skipped over, not built, so no task's depth counts against the batch.
+    let entries: Vec<Box<serde_json::value::RawValue>> = serde_json::from_slice(body)?;
+    let mut tasks = Vec::with_capacity(entries.len());
+    let mut unreadable = Vec::new();
+    for entry in &entries {
+        match decode_task(entry.get()) {
+            Ok(task) => tasks.push(task),
+            Err(bad) => unreadable.push(bad),
+        }
+    }
+    Ok((tasks, unreadable))
 }
 
 impl PolledTask {
@@ -197,6 +324,44 @@ impl TaskUpdate {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_batch_is_decoded_task_by_task() {
+        let mut deep = String::from("{}");
+        for _ in 0..200 {
+            deep = format!("{{\"d\":{deep}}}");
+        }
+        let body = format!(
+            "[{{\"taskId\":\"ok\",\"inputData\":{{\"params\":{{}}}}}},\
+             {{\"taskId\":\"deep\",\"workflowInstanceId\":\"w\",\"retryCount\":2,\"inputData\":{deep}}},\
+             {{\"taskId\":\"typed\",\"retryCount\":\"x\"}},\
+             {{\"noId\":{deep}}}]"
+        );
+        let (tasks, unreadable) = decode_task_batch(body.as_bytes()).unwrap();
+        let ids: Vec<_> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        assert_eq!(ids, ["ok", "deep", "typed"]);
+        assert_eq!(tasks[0].decode_error, None);
+        assert_eq!(tasks[0].input_data, json!({"params": {}}));
+        let deep_task = &tasks[1];
+        assert_eq!(
+            (
+                deep_task.workflow_instance_id.as_str(),
+                deep_task.retry_count
+            ),
+            ("w", 2)
+        );
+        assert_eq!(deep_task.input_data, json!({}));
+        let reason = deep_task.decode_error.as_deref().unwrap_or_default();
+        assert!(
+            reason.starts_with("task could not be decoded: recursion limit exceeded"),
+            "{reason}"
+        );
+        // Even a field of the wrong type only costs that task.
+        assert!(tasks[2].decode_error.is_some());
+        assert_eq!(unreadable.len(), 1);
+        // A body that is not an array at all is still an error.
+        assert!(decode_task_batch(b"{}").is_err());
+    }
 
     #[test]
     fn polled_task_reads_leniently() {

@@ -36,6 +36,8 @@ pub mod vars {
     pub const PERAGO_SHUTDOWN_FORCE_KILL_AFTER: &str = "PERAGO_SHUTDOWN_FORCE_KILL_AFTER";
     /// Maximum characters of a Conductor `reasonForIncompletion`.
     pub const PERAGO_FAILURE_REASON_MAX_LENGTH: &str = "PERAGO_FAILURE_REASON_MAX_LENGTH";
+    /// Stack size of each worker thread (size grammar of `PERAGO_LOG_FILE_MAX_SIZE`).
+    pub const PERAGO_WORKER_STACK_SIZE: &str = "PERAGO_WORKER_STACK_SIZE";
     /// Conductor API endpoint.
     pub const CONDUCTOR_SERVER_URL: &str = "CONDUCTOR_SERVER_URL";
     /// Orkes-style auth key id.
@@ -53,6 +55,10 @@ pub mod vars {
     /// Base of the default roots when set and non-blank.
     pub const TMPDIR: &str = "TMPDIR";
 }
+
+/// The smallest accepted `PERAGO_WORKER_STACK_SIZE`: below this perago's own attempt code
+/// (schema validation, JSON) could overflow before any body runs.
+pub const MIN_WORKER_STACK_SIZE: u64 = 256 * KIB;
 
 /// Default log rotation threshold: 100MB.
 pub const DEFAULT_LOG_FILE_MAX_SIZE: u64 = 100 * MIB;
@@ -163,6 +169,12 @@ pub enum ConfigError {
     /// `PERAGO_LOG_FILE_MAX_SIZE` has a zero amount.
     #[error("PERAGO_LOG_FILE_MAX_SIZE must be greater than zero")]
     LogFileMaxSizeZero,
+    /// `PERAGO_WORKER_STACK_SIZE` does not follow the size grammar.
+    #[error("PERAGO_WORKER_STACK_SIZE must be a positive size such as '512KB', '8MB', or '1.5GB'")]
+    WorkerStackSizeInvalid,
+    /// `PERAGO_WORKER_STACK_SIZE` is below [`MIN_WORKER_STACK_SIZE`].
+    #[error("PERAGO_WORKER_STACK_SIZE must be at least 256KB")]
+    WorkerStackSizeTooSmall,
     /// `PERAGO_LOG_RETENTION` is not `<positive int>d`.
     #[error("PERAGO_LOG_RETENTION must be a positive day count such as '7d' or '30d'")]
     LogRetentionInvalid,
@@ -230,6 +242,9 @@ impl ConfigError {
                 Some(vars::PERAGO_LOG_FILE_MAX_SIZE)
             }
             Self::LogRetentionInvalid => Some(vars::PERAGO_LOG_RETENTION),
+            Self::WorkerStackSizeInvalid | Self::WorkerStackSizeTooSmall => {
+                Some(vars::PERAGO_WORKER_STACK_SIZE)
+            }
             Self::WorkerIdPrefixEmpty | Self::WorkerIdPrefixInvalid => {
                 Some(vars::PERAGO_WORKER_ID_PREFIX)
             }
@@ -325,14 +340,43 @@ pub(crate) fn connection_value(
 /// binary units), rounded up to whole bytes. The integer part has no leading zeros
 /// (`0.5MB` is fine, `01MB` is not), as in the reference.
 pub(crate) fn parse_log_file_max_size(value: &str) -> Result<u64, ConfigError> {
-    let var = vars::PERAGO_LOG_FILE_MAX_SIZE;
+    parse_size(
+        vars::PERAGO_LOG_FILE_MAX_SIZE,
+        value,
+        || ConfigError::LogFileMaxSizeInvalid,
+        || ConfigError::LogFileMaxSizeZero,
+    )
+}
+
+/// `PERAGO_WORKER_STACK_SIZE`: the size grammar of [`parse_log_file_max_size`], at least
+/// [`MIN_WORKER_STACK_SIZE`].
+pub(crate) fn parse_worker_stack_size(value: &str) -> Result<u64, ConfigError> {
+    let bytes = parse_size(
+        vars::PERAGO_WORKER_STACK_SIZE,
+        value,
+        || ConfigError::WorkerStackSizeInvalid,
+        || ConfigError::WorkerStackSizeTooSmall,
+    )?;
+    if bytes < MIN_WORKER_STACK_SIZE {
+        return Err(ConfigError::WorkerStackSizeTooSmall);
+    }
+    Ok(bytes)
+}
+
+/// The size grammar of `var`; `invalid` and `zero` make its two errors.
+fn parse_size(
+    var: &'static str,
+    value: &str,
+    invalid: fn() -> ConfigError,
+    zero: fn() -> ConfigError,
+) -> Result<u64, ConfigError> {
     let value = value.trim();
     let split = value
         .len()
         .checked_sub(2)
         .filter(|&at| value.is_char_boundary(at));
     let Some(split) = split else {
-        return Err(ConfigError::LogFileMaxSizeInvalid);
+        return Err(invalid());
     };
     let (amount, unit) = value.split_at(split);
     let unit_bytes = if unit.eq_ignore_ascii_case("KB") {
@@ -342,7 +386,7 @@ pub(crate) fn parse_log_file_max_size(value: &str) -> Result<u64, ConfigError> {
     } else if unit.eq_ignore_ascii_case("GB") {
         GIB
     } else {
-        return Err(ConfigError::LogFileMaxSizeInvalid);
+        return Err(invalid());
     };
     let amount = amount.trim_end();
     let (int_part, frac_part) = match amount.split_once('.') {
@@ -352,10 +396,10 @@ pub(crate) fn parse_log_file_max_size(value: &str) -> Result<u64, ConfigError> {
     let int_ok = is_digits(int_part) && (int_part == "0" || !int_part.starts_with('0'));
     let frac_ok = !amount.contains('.') || is_digits(frac_part);
     if !int_ok || !frac_ok {
-        return Err(ConfigError::LogFileMaxSizeInvalid);
+        return Err(invalid());
     }
     if int_part == "0" && frac_part.bytes().all(|b| b == b'0') {
-        return Err(ConfigError::LogFileMaxSizeZero);
+        return Err(zero());
     }
     let too_large = || ConfigError::TooLarge {
         var,
@@ -485,6 +529,25 @@ mod tests {
         match result {
             Ok(value) => format!("ok {value:?}"),
             Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn worker_stack_size_uses_the_size_grammar_with_a_floor() {
+        let invalid =
+            "PERAGO_WORKER_STACK_SIZE must be a positive size such as '512KB', '8MB', or '1.5GB'";
+        let small = "PERAGO_WORKER_STACK_SIZE must be at least 256KB";
+        for (input, expected) in [
+            ("8MB", "ok 8388608".to_owned()),
+            ("256kb", "ok 262144".to_owned()),
+            ("1.5 GB", "ok 1610612736".to_owned()),
+            ("255KB", small.to_owned()),
+            ("0MB", small.to_owned()),
+            ("8", invalid.to_owned()),
+            ("8TB", invalid.to_owned()),
+            ("-1MB", invalid.to_owned()),
+        ] {
+            assert_eq!(message(parse_worker_stack_size(input)), expected, "{input}");
         }
     }
 

@@ -16,13 +16,15 @@ use super::secret::REDACTED;
 const NOT_CONFIGURED: &str = "not configured";
 /// What the text form prints for an optional duration that is not set.
 const NONE: &str = "none";
+/// What the text form prints when `PERAGO_WORKER_STACK_SIZE` is not set.
+const DEFAULT_STACK: &str = "platform default (2MB)";
 
 impl RuntimeConfig {
     /// The resolved configuration as one JSON object with exactly these keys, in order:
     /// `workspace_root`, `log_root`, `log_file_max_size` (bytes), `log_retention`,
     /// `worker_id_prefix`, `execution_mode`, `workspace_gc_ttl`, `workspace_gc_interval`,
     /// `shutdown_force_kill_after` (durations in whole seconds, `null` when unset),
-    /// `failure_reason_max_length`, `conductor` (`null` or `{server_url, auth, tls, proxy}` where `auth`
+    /// `failure_reason_max_length`, `worker_stack_size` (bytes, `null` when unset), `conductor` (`null` or `{server_url, auth, tls, proxy}` where `auth`
     /// is `null` or `{key_id, key_secret}`), `lakefs` (`null` or `{endpoint_url,
     /// access_key_id, secret_access_key, tls, proxy}`); `tls` is `null` or `{ca_cert,
     /// client_cert, client_key}` (paths), `proxy` `null` or the URL, password redacted. Secrets are written as `"**********"`.
@@ -50,6 +52,10 @@ impl RuntimeConfig {
         put(
             "failure_reason_max_length",
             self.failure_reason_max_length().get().into(),
+        );
+        put(
+            "worker_stack_size",
+            self.worker_stack_size().map_or(Value::Null, Value::from),
         );
         put(
             "conductor",
@@ -116,6 +122,11 @@ impl RuntimeConfig {
             (
                 "failure_reason_max_length",
                 self.failure_reason_max_length().to_string(),
+            ),
+            (
+                "worker_stack_size",
+                self.worker_stack_size()
+                    .map_or_else(|| DEFAULT_STACK.to_owned(), human_size),
             ),
         ];
         match self.conductor() {
@@ -271,6 +282,7 @@ mod tests {
         config(&[
             ("PERAGO_LOG_FILE_MAX_SIZE", "1.5GB"),
             ("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "90s"),
+            ("PERAGO_WORKER_STACK_SIZE", "8MB"),
             ("PERAGO_EXECUTION_MODE", "thread"),
             ("CONDUCTOR_SERVER_URL", "http://c/api"),
             ("CONDUCTOR_AUTH_KEY", "kid"),
@@ -296,6 +308,7 @@ mod tests {
                 "workspace_gc_interval": 3600,
                 "shutdown_force_kill_after": null,
                 "failure_reason_max_length": 500,
+                "worker_stack_size": null,
                 "conductor": null,
                 "lakefs": null,
             })
@@ -318,6 +331,7 @@ mod tests {
                 "workspace_gc_interval": 3600,
                 "shutdown_force_kill_after": 90,
                 "failure_reason_max_length": 500,
+                "worker_stack_size": 8_388_608,
                 "conductor": {
                     "server_url": "http://c/api",
                     "auth": {"key_id": "kid", "key_secret": "**********"},
@@ -350,6 +364,7 @@ mod tests {
                 "workspace_gc_interval",
                 "shutdown_force_kill_after",
                 "failure_reason_max_length",
+                "worker_stack_size",
                 "conductor",
                 "lakefs",
             ]
@@ -441,6 +456,7 @@ mod tests {
              workspace_gc_interval:     1h\n\
              shutdown_force_kill_after: none\n\
              failure_reason_max_length: 500\n\
+             worker_stack_size:         platform default (2MB)\n\
              conductor:                 not configured\n\
              lakefs:                    not configured\n"
         );
@@ -460,6 +476,7 @@ mod tests {
              workspace_gc_interval:     1h\n\
              shutdown_force_kill_after: 1m 30s\n\
              failure_reason_max_length: 500\n\
+             worker_stack_size:         8388608 bytes (8MB)\n\
              conductor.server_url:      http://c/api\n\
              conductor.auth.key_id:     kid\n\
              conductor.auth.key_secret: **********\n\

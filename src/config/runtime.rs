@@ -20,8 +20,9 @@ use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::parse::{
     ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
     DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
-    MAX_DURATION_DAYS, MAX_DURATION_SECS, connection_value, default_worker_id_prefix, non_blank,
-    parse_duration, parse_failure_reason_max_length, parse_log_file_max_size, parse_log_retention,
+    MAX_DURATION_DAYS, MAX_DURATION_SECS, MIN_WORKER_STACK_SIZE, connection_value,
+    default_worker_id_prefix, non_blank, parse_duration, parse_failure_reason_max_length,
+    parse_log_file_max_size, parse_log_retention, parse_worker_stack_size,
     validate_worker_id_prefix, vars,
 };
 use super::secret::Secret;
@@ -187,6 +188,8 @@ pub struct RuntimeConfig {
     workspace_gc_interval: Duration,
     shutdown_force_kill_after: Option<Duration>,
     failure_reason_max_length: NonZeroUsize,
+    /// `None`: the platform's default thread stack (2 MiB for Rust threads).
+    worker_stack_size: Option<u64>,
     conductor: Option<ConductorConfig>,
     lakefs: Option<LakefsConfig>,
     worker_id: Option<String>,
@@ -272,6 +275,9 @@ impl RuntimeConfig {
             .map(parse_failure_reason_max_length)
             .transpose()?
             .unwrap_or(DEFAULT_FAILURE_REASON_MAX_LENGTH);
+        let worker_stack_size = non_blank(get(vars::PERAGO_WORKER_STACK_SIZE))
+            .map(parse_worker_stack_size)
+            .transpose()?;
 
         let proxies = ProxyEnv::from_env(&get)?;
         let conductor = conductor_from_env(&get)?.map(|mut conductor| {
@@ -305,6 +311,7 @@ impl RuntimeConfig {
             workspace_gc_interval,
             shutdown_force_kill_after,
             failure_reason_max_length,
+            worker_stack_size,
             conductor,
             lakefs,
             worker_id,
@@ -392,6 +399,12 @@ impl RuntimeConfig {
     /// Maximum characters of a Conductor `reasonForIncompletion`.
     pub fn failure_reason_max_length(&self) -> NonZeroUsize {
         self.failure_reason_max_length
+    }
+
+    /// `PERAGO_WORKER_STACK_SIZE` in bytes: the stack of each worker thread, which runs task
+    /// bodies. `None` (unset) keeps the platform default (2 MiB for Rust threads).
+    pub fn worker_stack_size(&self) -> Option<u64> {
+        self.worker_stack_size
     }
 
     /// Conductor connection, when `CONDUCTOR_SERVER_URL` is configured.
@@ -545,6 +558,8 @@ struct RawRuntimeConfig {
     #[serde(default = "default_failure_reason_max_length")]
     failure_reason_max_length: NonZeroUsize,
     #[serde(default)]
+    worker_stack_size: Option<u64>,
+    #[serde(default)]
     conductor: Option<ConductorConfig>,
     #[serde(default)]
     lakefs: Option<LakefsConfig>,
@@ -605,6 +620,12 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             .shutdown_force_kill_after
             .map(|secs| duration(vars::PERAGO_SHUTDOWN_FORCE_KILL_AFTER, secs))
             .transpose()?;
+        if raw
+            .worker_stack_size
+            .is_some_and(|bytes| bytes < MIN_WORKER_STACK_SIZE)
+        {
+            return Err(ConfigError::WorkerStackSizeTooSmall);
+        }
         Ok(Self {
             workspace_root: raw.workspace_root,
             log_root: raw.log_root,
@@ -617,6 +638,7 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             workspace_gc_interval,
             shutdown_force_kill_after,
             failure_reason_max_length: raw.failure_reason_max_length,
+            worker_stack_size: raw.worker_stack_size,
             conductor: raw.conductor,
             lakefs: raw.lakefs,
             worker_id: raw.worker_id.filter(|id| !id.trim().is_empty()),

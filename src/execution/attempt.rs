@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::input::{ParsedInput, completed_output, parse_input, workspace_output};
 use super::staging::staging_branch_name;
 use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
+use crate::logging::panic::{PanicContext, attempt_scope, payload_text};
 use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
 use crate::task::contract::HandlerError;
 use crate::task::guardrail::{GuardrailPhase, check_all};
@@ -27,7 +28,8 @@ use crate::task::{
     AttemptIdentity, CancelToken, InProgress, Task, TaskContext, TaskError, TaskLogSink,
 };
 use crate::workspace::{
-    AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, create_attempt_dir, diff, new_owner_token,
+    AttemptDir, ChangeSet, LiveOwners, Marker, Snapshot, StagingBranch, create_attempt_dir, diff,
+    new_owner_token,
 };
 
 /// The failure reason when a writable workspace task returns an in-progress outcome.
@@ -118,6 +120,8 @@ struct Run<'a> {
     changes: Option<ChangeSet>,
     staging_created: Option<(WorkspaceRef, String)>,
     attempt_dir: Option<AttemptDir>,
+    /// The marker written into `attempt_dir`, kept to record the staging branch in it.
+    marker: Option<Marker>,
     owner_token: String,
 }
 
@@ -151,12 +155,19 @@ impl<'a> Run<'a> {
             .with_task_log(self.env.task_log.clone())
             .with_previous_output(previous);
         let task = self.task;
-        let outcome = catch_unwind(AssertUnwindSafe(|| task.call(&ctx, params)));
+        let outcome = {
+            let _panics = attempt_scope(PanicContext {
+                task_id: self.identity.task_id.clone(),
+                workflow_instance_id: self.identity.workflow_instance_id.clone(),
+                execution_id: self.identity.execution_id.clone(),
+            });
+            catch_unwind(AssertUnwindSafe(|| task.call(&ctx, params)))
+        };
         let value = match outcome {
             Err(payload) => {
                 return Err(Failure::failed(
                     Phase::Body,
-                    format!("task body panicked: {}", panic_message(payload.as_ref())),
+                    format!("task body panicked: {}", payload_text(payload.as_ref())),
                 ));
             }
             Ok(Err(HandlerError::InvalidParams(error))) => {
@@ -265,6 +276,7 @@ impl<'a> Run<'a> {
             owner_pid: std::process::id(),
             owner_token: self.owner_token.clone(),
             started_at: Utc::now().fixed_offset(),
+            staging: None,
         };
         let dir = create_attempt_dir(self.env.workspace_root, &marker).map_err(|error| {
             Failure::failed(
@@ -274,6 +286,7 @@ impl<'a> Run<'a> {
         })?;
         let path = dir.path().to_path_buf();
         self.attempt_dir = Some(dir);
+        self.marker = Some(marker);
         store
             .download(
                 workspace,
@@ -329,6 +342,7 @@ impl<'a> Run<'a> {
         let staging_branch = staging_branch_name(self.identity);
         let staged_commit = self.timed(Phase::Stage, |run| {
             run.check_cancel(Phase::Stage)?;
+            run.record_staging_branch(workspace, &staging_branch)?;
             let request = StageRequest {
                 workspace,
                 staging_branch: &staging_branch,
@@ -359,13 +373,40 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// Writes the staging branch into the attempt marker before the branch exists, so that if
+    /// this process dies from here on, the GC that removes the workspace deletes the branch.
+    fn record_staging_branch(
+        &mut self,
+        workspace: &WorkspaceRef,
+        staging_branch: &str,
+    ) -> Result<(), Failure> {
+        let (Some(dir), Some(marker)) = (&self.attempt_dir, &mut self.marker) else {
+            return Err(Failure::failed(
+                Phase::Stage,
+                "attempt workspace was not created",
+            ));
+        };
+        marker.staging = Some(StagingBranch {
+            repository: workspace.repository.clone(),
+            branch: staging_branch.to_owned(),
+        });
+        dir.rewrite_marker(marker).map_err(|error| {
+            Failure::failed(
+                Phase::Stage,
+                format!("failed to record the staging branch: {error}"),
+            )
+        })
+    }
+
     /// Deletes the staging branch and the attempt directory; returns what failed.
     fn cleanup(&mut self) -> Vec<String> {
         let mut errors = Vec::new();
+        let mut staging_left = false;
         if let Some((workspace, branch)) = self.staging_created.take()
             && let Some(store) = self.env.store
             && let Err(error) = store.delete_staging_branch(&workspace, &branch)
         {
+            staging_left = true;
             log::warn!(
                 task_id = self.identity.task_id.as_str(),
                 execution_id = self.identity.execution_id.as_str(),
@@ -379,7 +420,14 @@ impl<'a> Run<'a> {
         }
         if let Some(dir) = self.attempt_dir.take() {
             let path = dir.path().display().to_string();
-            if let Err(error) = dir.remove() {
+            // The marker records the branch that could not be deleted: keep it (and only it)
+            // so that a later GC sweep deletes the branch, then the directory.
+            let removed = if staging_left {
+                dir.clear_except_marker()
+            } else {
+                dir.remove()
+            };
+            if let Err(error) = removed {
                 log::warn!(
                     task_id = self.identity.task_id.as_str(),
                     execution_id = self.identity.execution_id.as_str(),
@@ -413,6 +461,7 @@ pub fn run_attempt(
         changes: None,
         staging_created: None,
         attempt_dir: None,
+        marker: None,
         owner_token,
     };
     let outcome = run.run(input);
@@ -450,12 +499,16 @@ pub fn run_attempt(
     }
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
+/// The report of an attempt refused before it started: its task could not be decoded
+/// (`reason` names the decode error), so nothing ran and nothing needs cleaning up.
+pub fn undecodable_task_report(reason: &str, failure_reason_max_length: usize) -> AttemptReport {
+    let cut = truncate_reason(reason, failure_reason_max_length);
+    AttemptReport {
+        result: AttemptResult::failed(TaskStatus::Failed, cut.text),
+        failed_phase: Some(Phase::Input),
+        timings: Vec::new(),
+        changes: None,
+        reason_original_chars: cut.truncated.then_some(cut.original_chars),
+        cleanup_errors: Vec::new(),
     }
 }

@@ -1,6 +1,8 @@
-//! Staging branch names (SPEC §7).
+//! Staging branches (SPEC §7): their names, and deleting one a dead execution left behind.
 
+use super::store::{WorkspaceRef, WorkspaceStore};
 use crate::task::AttemptIdentity;
+use crate::workspace::StagingBranch;
 
 /// Replaces runs of characters outside `[A-Za-z0-9_-]` with `-`, trims leading and trailing
 /// `-`/`_`, and falls back to `unknown`.
@@ -36,6 +38,27 @@ pub fn staging_branch_name(identity: &AttemptIdentity) -> String {
         identity.retry_count,
         branch_segment(&identity.execution_id),
     )
+}
+
+/// Deletes a dead execution's staging branch through `store` (retried there; gone already
+/// is fine). Without a store (no lakeFS configured) the branch cannot be reached, and its
+/// workspace is kept so that the record is not lost.
+pub fn release_staging_branch(
+    store: Option<&dyn WorkspaceStore>,
+    staging: &StagingBranch,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let Some(store) = store else {
+        return Err("lakeFS is not configured".into());
+    };
+    // Only the repository of the reference matters for a branch deletion.
+    let workspace = WorkspaceRef {
+        repository: staging.repository.clone(),
+        branch: String::new(),
+        reference: String::new(),
+    };
+    store
+        .delete_staging_branch(&workspace, &staging.branch)
+        .map_err(Into::into)
 }
 
 #[cfg(test)]

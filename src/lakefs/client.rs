@@ -29,12 +29,14 @@ use ureq::{Body, BodyReader, RequestBuilder};
 use super::model::{
     Branch, BranchCreation, BranchList, BulkDeleteFailure, BulkDeleteResult, Commit,
     CommitCreation, CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats,
-    ObjectStatsList, PathList, Repository, RepositoryCreation,
+    ObjectStatsList, PathList, Repository, RepositoryCreation, RepositoryList,
 };
 use crate::config::{LakefsConfig, ProxyUrl, Secret, TlsFiles};
 use crate::task::CancelToken;
 use crate::util::backoff::{Backoff, Exponential, Jittered};
+use crate::util::cancel_io::{CancellableConnector, cancel_scope};
 use crate::util::error_chain;
+use ureq::unversioned::transport::Connector as _;
 
 /// The API base path every lakeFS endpoint lives under.
 pub const API_BASE_PATH: &str = "/api/v1";
@@ -284,6 +286,8 @@ struct Call<'a> {
 pub struct ObjectBody {
     reader: BodyReader<'static>,
     content_length: Option<u64>,
+    /// Reads of the body observe the token the object was requested with.
+    cancel: CancelToken,
 }
 
 impl ObjectBody {
@@ -295,6 +299,7 @@ impl ObjectBody {
 
 impl Read for ObjectBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let _scope = cancel_scope(self.cancel.receiver());
         self.reader.read(buf)
     }
 }
@@ -413,7 +418,7 @@ impl LakefsClient {
         if let Some(tls) = tls {
             config = config.tls_config(tls.ureq_config());
         }
-        let agent = config
+        let config = config
             // Every status is handled here, with lakeFS's message and the retry rules.
             .http_status_as_error(false)
             .max_redirects(0)
@@ -421,8 +426,13 @@ impl LakefsClient {
             .max_idle_connections(options.max_idle_connections_per_host.saturating_mul(2))
             .max_idle_connections_per_host(options.max_idle_connections_per_host)
             .user_agent(concat!("perago/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        // Every wait observes the calling attempt's cancellation (see `util::cancel_io`).
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default().chain(CancellableConnector),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         Ok(LakefsClient {
             agent,
             base,
@@ -550,6 +560,7 @@ impl LakefsClient {
         call: &Call<'_>,
         cancel: &CancelToken,
     ) -> Result<Response<Body>, LakefsError> {
+        let _scope = cancel_scope(cancel.receiver());
         let attempts = self.options.max_attempts.max(1);
         let mut attempt = 0u32;
         let mut delays = self.retry_delays();
@@ -561,7 +572,15 @@ impl LakefsClient {
                 });
             }
             let started = Instant::now();
-            let error = match self.send_once(call) {
+            let sent = self.send_once(call);
+            if sent.is_err() && cancel.is_cancelled() {
+                // The wait was abandoned (or failed as it was): the outcome is unknown, and
+                // the caller treats it like any other cancellation.
+                return Err(LakefsError::Cancelled {
+                    operation: call.operation,
+                });
+            }
+            let error = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let request_id = header(&response, "x-request-id");
@@ -627,6 +646,10 @@ impl LakefsClient {
         cancel: &CancelToken,
     ) -> Result<T, LakefsError> {
         let response = self.execute(call, cancel)?;
+        let _scope = cancel_scope(cancel.receiver());
+        let cancelled = || LakefsError::Cancelled {
+            operation: call.operation,
+        };
         let decode = |source: Box<dyn std::error::Error + Send + Sync>| LakefsError::Decode {
             operation: call.operation,
             method: call.method.as_str(),
@@ -638,13 +661,20 @@ impl LakefsClient {
             .with_config()
             .limit(JSON_BODY_LIMIT)
             .read_to_vec()
-            .map_err(|e| decode(Box::new(e)))?;
+            .map_err(|e| {
+                if cancel.is_cancelled() {
+                    cancelled()
+                } else {
+                    decode(Box::new(e))
+                }
+            })?;
         serde_json::from_slice(&bytes).map_err(|e| decode(Box::new(e)))
     }
 
     /// Runs `call` and discards the body (reading it, so the connection is reused).
     fn no_content(&self, call: &Call<'_>, cancel: &CancelToken) -> Result<(), LakefsError> {
         let response = self.execute(call, cancel)?;
+        let _scope = cancel_scope(cancel.receiver());
         drain(response);
         Ok(())
     }
@@ -699,6 +729,35 @@ impl LakefsClient {
             &Self::call("create repository", Method::Post, url, body, false),
             cancel,
         )
+    }
+
+    /// `GET /repositories`: every repository, following all pages.
+    pub fn list_repositories(&self, cancel: &CancelToken) -> Result<Vec<Repository>, LakefsError> {
+        let mut repositories = Vec::new();
+        let mut after = String::new();
+        let amount = MAX_PAGE_SIZE.to_string();
+        loop {
+            let mut query = vec![("amount", amount.as_str())];
+            if !after.is_empty() {
+                query.push(("after", after.as_str()));
+            }
+            let url = self.url(&["repositories"], &query);
+            let page: RepositoryList = self.json(
+                &Self::call("list repositories", Method::Get, url, Payload::Empty, true),
+                cancel,
+            )?;
+            let last = page.results.last().map(|repository| repository.id.clone());
+            repositories.extend(page.results);
+            let next = if page.pagination.next_offset.is_empty() {
+                last.unwrap_or_default()
+            } else {
+                page.pagination.next_offset
+            };
+            if !page.pagination.has_more || next.is_empty() || next == after {
+                return Ok(repositories);
+            }
+            after = next;
+        }
     }
 
     /// `GET /repositories/{repository}`.
@@ -947,6 +1006,7 @@ impl LakefsClient {
         Ok(ObjectBody {
             reader: response.into_body().into_reader(),
             content_length,
+            cancel: cancel.clone(),
         })
     }
 

@@ -154,6 +154,16 @@ pub struct Repository {
     pub storage_namespace: String,
 }
 
+/// One page of a repository listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct RepositoryList {
+    /// Paging state.
+    pub pagination: Pagination,
+    /// Repositories, sorted by name.
+    pub results: Vec<Repository>,
+}
+
 /// The answer to a merge: the new commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]

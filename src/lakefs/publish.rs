@@ -131,7 +131,9 @@ pub enum PublishError {
         #[source]
         source: Box<LakefsError>,
     },
-    /// Cancellation was requested before the target was changed.
+    /// Cancellation was requested. When it interrupted a merge or reset, that request may
+    /// still take effect on the server: the attempt fails anyway, and a retry finds the
+    /// abandoned publication through the publish fence (SPEC §7).
     #[error("publish cancelled")]
     Cancelled,
 }

@@ -2,6 +2,7 @@
 //! stage and publish.
 
 use std::error::Error;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::stage::stage_changes;
 use crate::config::LakefsConfig;
 use crate::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
 use crate::task::CancelToken;
+use crate::util::backoff::{Backoff, RetryPolicy};
 use crate::util::error_chain;
 use crate::workspace::Snapshot;
 
@@ -24,6 +26,13 @@ use crate::workspace::Snapshot;
 pub const DEFAULT_DOWNLOAD_PARALLELISM: usize = 16;
 /// Default number of concurrent object uploads per attempt (same reasoning as downloads).
 pub const DEFAULT_UPLOAD_PARALLELISM: usize = 16;
+
+/// Tries of a staging-branch DELETE: a branch left behind is a leak nothing else removes
+/// while its workspace is gone, so a failed delete is retried for a few seconds.
+const STAGING_DELETE_RETRY: RetryPolicy = RetryPolicy {
+    attempts: NonZeroU32::new(6).unwrap(),
+    backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
+};
 
 /// A [`WorkspaceStore`] backed by a lakeFS server.
 ///
@@ -177,15 +186,34 @@ impl WorkspaceStore for LakefsStore {
         staging_branch: &str,
     ) -> Result<(), StoreError> {
         // Cleanup runs after cancellation too (SPEC §9), so it does not observe the
-        // attempt's token; the client's timeouts bound it.
-        match self.client.delete_branch(
-            &workspace.repository,
-            staging_branch,
-            &CancelToken::never(),
-        ) {
-            Ok(()) => Ok(()),
-            Err(error) if error.is_not_found() => Ok(()),
-            Err(error) => Err(store_error(&error)),
+        // attempt's token; the client's timeouts and the retry budget bound it. A DELETE is
+        // idempotent, so any uncertain answer (5xx, timeout, dropped connection) is retried,
+        // and a 404 after a retry means an earlier try did delete it.
+        let mut delays = STAGING_DELETE_RETRY.delays();
+        loop {
+            let error = match self.client.delete_branch(
+                &workspace.repository,
+                staging_branch,
+                &CancelToken::never(),
+            ) {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_not_found() => return Ok(()),
+                Err(error) => error,
+            };
+            let retryable = error.is_uncertain() || error.status() == Some(429);
+            match delays.next() {
+                Some(delay) if retryable => {
+                    log::debug!(
+                        repository = workspace.repository.as_str(),
+                        staging_branch,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = error_chain(&error).as_str();
+                        "staging branch delete failed; retrying"
+                    );
+                    std::thread::sleep(delay);
+                }
+                _ => return Err(store_error(&error)),
+            }
         }
     }
 }

@@ -159,6 +159,8 @@ pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError
         }
     };
     let guard = LoggingGuard { handle, log_file };
+    // From here on a panic is a log record, not raw text on stderr.
+    super::panic::install_panic_hook();
 
     match sweep_retention(guard.log_dir(), settings.retention, SystemTime::now()) {
         Ok(0) => {}

@@ -5,6 +5,7 @@
 //!   `<log_root>/<safe target>/worker_id=<safe worker id>/pid=<pid>__started=<YYYYMMDDTHHMMSS+0800>.jsonl`.
 //! - [`format`](mod@format): one `log::Record` → one JSON object per line, with structured key-values.
 //! - [`init`]: [`init_logging`] installs the global logger with size rotation.
+//! - [`panic`]: the panic hook that logs panics as records (with the attempt's identity).
 //! - [`retention`]: [`sweep_retention`] deletes expired rotated files.
 //!
 //! Callers log with the `log` macros and structured fields, e.g.
@@ -14,6 +15,7 @@
 
 pub mod format;
 pub mod init;
+pub mod panic;
 pub mod path;
 pub mod retention;
 

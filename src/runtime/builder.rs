@@ -27,7 +27,7 @@ use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::task::Task;
 use crate::util::backoff::{Backoff, RetryPolicy};
-use crate::workspace::{LiveOwners, acquire_supervisor_lock};
+use crate::workspace::{LiveOwners, LockOwner, acquire_workspace_lock};
 
 /// Defaults of the tuning knobs; see the [`RuntimeBuilder`] methods.
 pub mod defaults {
@@ -241,8 +241,14 @@ impl RuntimeBuilder {
         let workspace_root = config.workspace_root().to_path_buf();
         let owners = self.owners.unwrap_or_default();
         let lock = if self.lock_workspace_root {
-            let lock = acquire_supervisor_lock(&workspace_root)?;
-            sweep_workspaces(&workspace_root, Duration::ZERO, &owners, "startup");
+            let lock = acquire_workspace_lock(&workspace_root, LockOwner::ThreadRunner)?;
+            sweep_workspaces(
+                &workspace_root,
+                Duration::ZERO,
+                &owners,
+                self.store.as_deref(),
+                "startup",
+            );
             Some(lock)
         } else {
             None
@@ -286,6 +292,7 @@ impl RuntimeBuilder {
                 ttl: config.workspace_gc_ttl(),
                 interval: config.workspace_gc_interval(),
                 owners: owners.clone(),
+                store: self.store.clone(),
                 logs: self.log_dir.map(|dir| LogPruning {
                     dir,
                     retention: config.log_retention(),
@@ -317,7 +324,7 @@ impl RuntimeBuilder {
             task: self.task.clone(),
             fence: ConductorFence::new(Arc::clone(&api)),
             api: Arc::clone(&api),
-            store: self.store,
+            store: self.store.clone(),
             owners: owners.clone(),
             workspace_root: workspace_root.clone(),
             failure_reason_max_length: config.failure_reason_max_length().get(),
@@ -337,10 +344,11 @@ impl RuntimeBuilder {
                 _alive: alive_tx.clone(),
                 _panic: PanicGuard::new(&shutdown, name.clone()),
             };
-            startup
-                .threads
-                .workers
-                .push(spawn(&name, move || worker.run())?);
+            startup.threads.workers.push(spawn_with_stack(
+                &name,
+                config.worker_stack_size(),
+                move || worker.run(),
+            )?);
         }
         // Only workers may hold these: their disconnection is how the lease thread and
         // `join` learn that the workers are gone.
@@ -382,6 +390,7 @@ impl RuntimeBuilder {
                 workers_alive: alive_rx,
                 lock,
                 owners,
+                store: self.store,
                 workspace_root,
                 owns_root: self.lock_workspace_root,
                 force_grace: self.force_grace,
@@ -397,13 +406,24 @@ pub fn worker_id(config: &RuntimeConfig) -> String {
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, RuntimeError> {
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(body)
-        .map_err(|source| RuntimeError::Spawn {
-            thread: name.to_owned(),
-            source,
-        })
+    spawn_with_stack(name, None, body)
+}
+
+/// [`spawn`] with an explicit stack size (`PERAGO_WORKER_STACK_SIZE` for worker threads,
+/// which run task bodies); `None` keeps the platform default.
+fn spawn_with_stack(
+    name: &str,
+    stack_size: Option<u64>,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, RuntimeError> {
+    let mut builder = std::thread::Builder::new().name(name.to_owned());
+    if let Some(bytes) = stack_size {
+        builder = builder.stack_size(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+    builder.spawn(body).map_err(|source| RuntimeError::Spawn {
+        thread: name.to_owned(),
+        source,
+    })
 }
 
 /// Stops and joins the threads started so far unless startup completes.

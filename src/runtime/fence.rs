@@ -9,6 +9,7 @@ use crossbeam_channel::{after, select};
 use crate::conductor::{ConductorApi, ConductorError, PolledTask};
 use crate::execution::{AttemptFence, FenceError};
 use crate::task::{AttemptIdentity, CancelToken};
+use crate::util::cancel_io::cancel_scope;
 
 /// Tries of the task read before the fence fails closed.
 const READ_ATTEMPTS: u32 = 3;
@@ -46,7 +47,15 @@ impl ConductorFence {
         let mut tries = 0;
         loop {
             tries += 1;
-            match self.api.get_task(&identity.task_id) {
+            // The read itself ends early on cancellation too (when `api` is the HTTP client).
+            let read = {
+                let _scope = cancel_scope(cancel.receiver());
+                self.api.get_task(&identity.task_id)
+            };
+            if read.is_err() && cancel.is_cancelled() {
+                return Err(cancelled(identity));
+            }
+            match read {
                 Ok(task) => return Ok(task),
                 Err(error) if error.is_retryable() && tries < READ_ATTEMPTS => {
                     select! {

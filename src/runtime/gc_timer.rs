@@ -13,9 +13,11 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{select, tick};
 
 use super::counters::Counters;
+use crate::execution::WorkspaceStore;
+use crate::execution::staging::release_staging_branch;
 use crate::logging::sweep_retention;
 use crate::task::CancelToken;
-use crate::workspace::{LiveOwners, sweep};
+use crate::workspace::{LiveOwners, sweep_releasing};
 
 /// Where rotated logs are pruned, and after how long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub(crate) struct GcTimer {
     pub(crate) ttl: Duration,
     pub(crate) interval: Duration,
     pub(crate) owners: LiveOwners,
+    /// Deletes the staging branches recorded in removed workspaces' markers.
+    pub(crate) store: Option<Arc<dyn WorkspaceStore>>,
     pub(crate) logs: Option<LogPruning>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) drain: CancelToken,
@@ -42,7 +46,13 @@ impl GcTimer {
         loop {
             select! {
                 recv(ticks) -> _ => {
-                    sweep_workspaces(&self.workspace_root, self.ttl, &self.owners, "interval");
+                    sweep_workspaces(
+                        &self.workspace_root,
+                        self.ttl,
+                        &self.owners,
+                        self.store.as_deref(),
+                        "interval",
+                    );
                     if let Some(logs) = &self.logs {
                         prune_logs(logs);
                     }
@@ -54,11 +64,22 @@ impl GcTimer {
     }
 }
 
-/// One sweep of `root`, keeping every workspace whose owner token is live; logs what it did.
-pub(crate) fn sweep_workspaces(root: &Path, ttl: Duration, owners: &LiveOwners, kind: &str) {
-    sweep(root, ttl, SystemTime::now(), &|marker| {
-        owners.is_live(&marker.owner_token)
-    })
+/// One sweep of `root`, keeping every workspace whose owner token is live and deleting the
+/// staging branch a removed workspace's marker records (through `store`); logs what it did.
+pub(crate) fn sweep_workspaces(
+    root: &Path,
+    ttl: Duration,
+    owners: &LiveOwners,
+    store: Option<&dyn WorkspaceStore>,
+    kind: &str,
+) {
+    sweep_releasing(
+        root,
+        ttl,
+        SystemTime::now(),
+        &|marker| owners.is_live(&marker.owner_token),
+        &|staging| release_staging_branch(store, staging),
+    )
     .log(kind);
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct Running {
     pub(crate) workers_alive: Receiver<()>,
     pub(crate) lock: Option<SupervisorLock>,
     pub(crate) owners: LiveOwners,
+    /// For the final sweep's staging-branch deletions.
+    pub(crate) store: Option<Arc<dyn crate::execution::WorkspaceStore>>,
     pub(crate) workspace_root: PathBuf,
     /// Whether this runtime owns the workspace root (final TTL-0 sweep).
     pub(crate) owns_root: bool,
@@ -196,6 +198,7 @@ impl RuntimeHandle {
                 &running.workspace_root,
                 Duration::ZERO,
                 &running.owners,
+                running.store.as_deref(),
                 "shutdown",
             );
         }

@@ -332,7 +332,7 @@ fn startup_errors_leave_nothing_running() {
     assert!(
         error
             .to_string()
-            .contains("is already locked by supervisor pid"),
+            .contains("is already locked by thread runner pid"),
         "{error}"
     );
     first.shutdown();

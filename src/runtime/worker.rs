@@ -21,10 +21,13 @@ use super::identity::attempt_identity;
 use super::lease::{Leases, lease_interval};
 use super::shutdown::{PanicGuard, Shutdown};
 use crate::conductor::{ConductorApi, PolledTask, TaskUpdate};
-use crate::execution::{AttemptEnv, AttemptReport, WorkspaceStore, run_attempt};
+use crate::execution::{
+    AttemptEnv, AttemptReport, WorkspaceStore, run_attempt, undecodable_task_report,
+};
 use crate::result::{Phase, TaskStatus};
 use crate::task::{AttemptIdentity, Task};
 use crate::util::backoff::RetryPolicy;
+use crate::util::cancel_io::cancel_scope;
 use crate::util::error_chain;
 use crate::workspace::LiveOwners;
 
@@ -78,6 +81,12 @@ impl Worker {
         let shared = &*self.shared;
         let started = Instant::now();
         let identity = attempt_identity(&task, &shared.worker_id);
+        if let Some(reason) = &task.decode_error {
+            // Nothing to run: report the decode error so Conductor fails (and retries) this
+            // task instead of timing it out, and move on.
+            let report = undecodable_task_report(reason, shared.failure_reason_max_length);
+            return self.finish(&identity, &task, report, started);
+        }
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
             self.leases
@@ -100,6 +109,19 @@ impl Worker {
         if interval.is_some() {
             self.leases.stop(&task.task_id);
         }
+        self.finish(&identity, &task, report, started)
+    }
+
+    /// Counts, logs and reports a finished attempt; returns the next task if update-v2 handed
+    /// one back.
+    fn finish(
+        &self,
+        identity: &AttemptIdentity,
+        task: &PolledTask,
+        report: AttemptReport,
+        started: Instant,
+    ) -> Option<PolledTask> {
+        let shared = &*self.shared;
         let status = report.result.status;
         match status {
             TaskStatus::Completed => Counters::inc(&shared.counters.completed),
@@ -108,11 +130,11 @@ impl Worker {
                 Counters::inc(&shared.counters.failed);
             }
         }
-        log_summary(&identity, &task, &report, started.elapsed(), shared);
+        log_summary(identity, task, &report, started.elapsed(), shared);
 
         let fetch_next = !shared.shutdown.is_requested();
-        let update = TaskUpdate::result(&task, &shared.worker_id, report.result);
-        let next = self.report(&identity, &update, fetch_next);
+        let update = TaskUpdate::result(task, &shared.worker_id, report.result);
+        let next = self.report(identity, &update, fetch_next);
         if next.is_some() {
             Counters::inc(&shared.counters.polled);
         } else {
@@ -135,7 +157,12 @@ impl Worker {
         let mut tries = 0u32;
         let error = loop {
             tries += 1;
-            match shared.api.update(update, fetch_next) {
+            // A forced runtime stops waiting for Conductor once the grace is over.
+            let sent = {
+                let _scope = cancel_scope(halt.receiver());
+                shared.api.update(update, fetch_next)
+            };
+            match sent {
                 Ok(next) => return next,
                 Err(error) if error.is_retryable() => {
                     let Some(delay) = delays.next() else {

@@ -39,10 +39,12 @@ use super::child::child_worker_id;
 use super::signals::StopRequest;
 use super::unix::{ChildSignal, signal_child};
 use super::waiter::{ChildExited, spawn_waiter};
+use crate::execution::WorkspaceStore;
+use crate::execution::staging::release_staging_branch;
 use crate::logging::{sweep_retention, worker_log_dir};
 use crate::util::backoff::Backoff;
 use crate::util::error_chain;
-use crate::workspace::{remove_for_owner, sweep};
+use crate::workspace::{remove_for_owner, sweep_releasing};
 
 /// Builds the command of one child from its worker id (the real one re-executes the current
 /// binary, see [`ChildLauncher`](super::ChildLauncher); tests use small shell scripts).
@@ -68,6 +70,8 @@ pub(crate) struct SupervisorSettings {
     pub(crate) restart_delays: Backoff,
     /// A child that ran this long counts as healthy.
     pub(crate) healthy_run: Duration,
+    /// Deletes the staging branches recorded in the markers of dead children's workspaces.
+    pub(crate) store: Option<std::sync::Arc<dyn WorkspaceStore>>,
 }
 
 /// Where the GC tick prunes expired log files: the supervisor's own worker log directory and
@@ -435,7 +439,10 @@ impl Supervisor {
 
     /// Targeted GC after a child died: its attempts can no longer be running.
     fn remove_workspaces_of(&self, worker_id: &str, pid: u32) {
-        let report = remove_for_owner(&self.settings.workspace_root, worker_id, pid);
+        let store = self.settings.store.as_deref();
+        let report = remove_for_owner(&self.settings.workspace_root, worker_id, pid, &|staging| {
+            release_staging_branch(store, staging)
+        });
         report.log("child_exit");
         if !report.removed.is_empty() {
             log::info!(
@@ -563,7 +570,8 @@ impl Supervisor {
     /// retention.
     fn gc_tick(&self) {
         let live = self.child_pids();
-        let report = sweep(
+        let store = self.settings.store.as_deref();
+        let report = sweep_releasing(
             &self.settings.workspace_root,
             self.settings.gc_ttl,
             SystemTime::now(),
@@ -571,6 +579,7 @@ impl Supervisor {
                 live.iter()
                     .any(|(id, pid)| marker.owner_worker_id == *id && marker.owner_pid == *pid)
             },
+            &|staging| release_staging_branch(store, staging),
         );
         report.log("interval");
         if let Some(logs) = &self.settings.logs {
@@ -691,6 +700,7 @@ mod tests {
                 logs: None,
                 restart_delays: Backoff::new(Duration::from_millis(10), Duration::from_millis(40)),
                 healthy_run: Duration::from_secs(3600),
+                store: None,
             }
         }
 

@@ -2,11 +2,13 @@
 //!
 //! - `backoff`: [`Backoff`](backoff::Backoff), the one delay sequence every retry waits on,
 //!   and [`RetryPolicy`](backoff::RetryPolicy).
+//! - `cancel_io`: HTTP waits that end when a cancellation signal fires.
 //! - `error`: [`error_chain`], an error and its causes on one line.
 //! - `path`: [`safe_path_component`].
 //! - `process`: [`pid_is_alive`].
 
 pub mod backoff;
+pub mod cancel_io;
 pub mod error;
 pub mod path;
 pub mod process;

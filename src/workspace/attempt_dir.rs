@@ -36,6 +36,42 @@ impl AttemptDir {
         self.path.join(MARKER_FILE_NAME)
     }
 
+    /// Replaces the marker with `marker` (same directory identity, new fields such as the
+    /// staging branch), atomically: a reader sees the old marker or the new one.
+    pub fn rewrite_marker(&self, marker: &Marker) -> Result<(), WorkspaceError> {
+        let marker_path = self.marker_path();
+        write_atomically(&marker_path, marker.to_json().as_bytes()).map_err(|source| {
+            WorkspaceError::WriteMarker {
+                path: marker_path,
+                source,
+            }
+        })
+    }
+
+    /// Deletes everything in the workspace except its marker, which GC still needs (it
+    /// records a staging branch that could not be deleted yet). Symlinks are removed, never
+    /// followed.
+    pub fn clear_except_marker(self) -> Result<(), WorkspaceError> {
+        let error = |source| WorkspaceError::RemoveAttemptDir {
+            path: self.path.clone(),
+            source,
+        };
+        for entry in fs::read_dir(&self.path).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            if entry.file_name() == MARKER_FILE_NAME {
+                continue;
+            }
+            let is_dir = entry.file_type().map_err(error)?.is_dir();
+            let removed = if is_dir {
+                fs::remove_dir_all(entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            };
+            removed.map_err(error)?;
+        }
+        Ok(())
+    }
+
     /// Deletes the workspace and everything in it. Symlinks inside are removed, never
     /// followed.
     pub fn remove(self) -> Result<(), WorkspaceError> {
@@ -84,6 +120,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
+    // A partial file left by an earlier failed write is ours to replace.
+    let _ = fs::remove_file(&partial);
     let result = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -11,6 +11,12 @@
 //! what the reference implementation uses. A `started_at` in the future (clock steps) counts
 //! as age zero.
 //!
+//! **Staging branches.** A marker that records a staging branch (written before the branch is
+//! created) belongs to an execution that may have died between creating and deleting it.
+//! [`sweep_releasing`] hands such a branch to its `release` callback (the runtime deletes it
+//! in lakeFS) before removing the directory; when that fails, the directory stays, so the
+//! branch is not forgotten and the next sweep tries again.
+//!
 //! Deletion uses `std::fs::remove_dir_all`, which removes symlinks found inside the tree
 //! instead of following them, so nothing outside the root is ever deleted.
 
@@ -19,13 +25,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::marker::Marker;
+use super::marker::{Marker, StagingBranch};
 
 /// What one sweep did.
 #[derive(Debug, Default)]
 pub struct SweepReport {
     /// Workspaces deleted.
     pub removed: Vec<PathBuf>,
+    /// Staging branches released (deleted) before their workspace was.
+    pub released: Vec<StagingBranch>,
     /// Marked workspaces left alone because they are live (per `keep`) or younger than the TTL.
     pub kept: usize,
     /// Directories left alone because they have no readable, valid marker.
@@ -49,6 +57,7 @@ impl SweepReport {
             log::info!(
                 sweep = kind,
                 removed = self.removed.len(),
+                staging_branches_deleted = self.released.len(),
                 kept = self.kept,
                 skipped_unmarked = self.skipped_unmarked;
                 "workspace gc removed attempt workspaces"
@@ -69,6 +78,20 @@ pub enum SweepError {
         #[source]
         source: io::Error,
     },
+    /// The staging branch recorded in a workspace's marker could not be deleted; the
+    /// workspace is kept for the next sweep.
+    #[error("failed to delete staging branch {repository}/{branch} of attempt workspace {}", path.display())]
+    Release {
+        /// The workspace.
+        path: PathBuf,
+        /// The repository.
+        repository: String,
+        /// The staging branch.
+        branch: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A workspace could not be deleted (it may be partly deleted).
     #[error("failed to remove attempt workspace {}", path.display())]
     Remove {
@@ -80,6 +103,10 @@ pub enum SweepError {
     },
 }
 
+/// What deletes a dead execution's staging branch; `Ok` also when it no longer exists.
+pub type Release<'a> =
+    &'a dyn Fn(&StagingBranch) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
 /// Deletes the expired, unclaimed attempt workspaces directly under `root`.
 ///
 /// `keep` is asked about every validly marked workspace; returning `true` keeps it whatever
@@ -88,11 +115,15 @@ pub enum SweepError {
 /// is a live supervised child". With `ttl` zero every unclaimed marked workspace goes (the
 /// startup and shutdown sweeps). Non-directories at the root, such as the supervisor lock
 /// file, are ignored.
-pub fn sweep(
+///
+/// For every workspace about to be removed whose marker records a staging branch, `release`
+/// is called first; a failure keeps the workspace (see the module docs).
+pub fn sweep_releasing(
     root: &Path,
     ttl: Duration,
     now: SystemTime,
     keep: &dyn Fn(&Marker) -> bool,
+    release: Release<'_>,
 ) -> SweepReport {
     let mut report = SweepReport::default();
     let entries = match fs::read_dir(root) {
@@ -143,6 +174,20 @@ pub fn sweep(
             report.kept += 1;
             continue;
         }
+        if let Some(staging) = &marker.staging {
+            match release(staging) {
+                Ok(()) => report.released.push(staging.clone()),
+                Err(source) => {
+                    report.errors.push(SweepError::Release {
+                        path: dir,
+                        repository: staging.repository.clone(),
+                        branch: staging.branch.clone(),
+                        source,
+                    });
+                    continue;
+                }
+            }
+        }
         match fs::remove_dir_all(&dir) {
             Ok(()) => report.removed.push(dir),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -157,10 +202,19 @@ pub fn sweep(
 /// The supervisor calls this after that child died (its attempts can no longer be running);
 /// workspaces of every other owner are counted as kept.
 #[cfg(feature = "cli")]
-pub fn remove_for_owner(root: &Path, worker_id: &str, pid: u32) -> SweepReport {
-    sweep(root, Duration::ZERO, SystemTime::now(), &|marker| {
-        !(marker.owner_worker_id == worker_id && marker.owner_pid == pid)
-    })
+pub fn remove_for_owner(
+    root: &Path,
+    worker_id: &str,
+    pid: u32,
+    release: Release<'_>,
+) -> SweepReport {
+    sweep_releasing(
+        root,
+        Duration::ZERO,
+        SystemTime::now(),
+        &|marker| !(marker.owner_worker_id == worker_id && marker.owner_pid == pid),
+        release,
+    )
 }
 
 #[cfg(test)]
@@ -172,6 +226,16 @@ mod tests {
     use crate::workspace::owners::LiveOwners;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A sweep with nothing to release.
+    fn sweep(
+        root: &Path,
+        ttl: Duration,
+        now: SystemTime,
+        keep: &dyn Fn(&Marker) -> bool,
+    ) -> SweepReport {
+        sweep_releasing(root, ttl, now, keep, &|_| Ok(()))
+    }
 
     fn tempdir() -> tempfile::TempDir {
         match tempfile::tempdir() {
@@ -246,6 +310,51 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_staging_branch_is_released_before_its_workspace_goes() {
+        let tmp = tempdir();
+        let plain = make(tmp.path(), &sample("plain", "e"));
+        let mut staged = sample("staged", "e");
+        staged.staging = Some(StagingBranch {
+            repository: "repo".to_owned(),
+            branch: "perago-staging-staged".to_owned(),
+        });
+        let staged_dir = make(tmp.path(), &staged);
+        let mut stuck = sample("stuck", "e");
+        stuck.staging = Some(StagingBranch {
+            repository: "repo".to_owned(),
+            branch: "perago-staging-stuck".to_owned(),
+        });
+        let stuck_dir = make(tmp.path(), &stuck);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let report = sweep_releasing(
+            tmp.path(),
+            Duration::ZERO,
+            SystemTime::now(),
+            &|_| false,
+            &|branch| {
+                asked.lock().unwrap().push(branch.branch.clone());
+                if branch.branch.ends_with("stuck") {
+                    Err("lakeFS answered 500".into())
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(report.removed, [plain, staged_dir]);
+        assert_eq!(report.released, [staged.staging.clone().unwrap()]);
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["perago-staging-staged", "perago-staging-stuck"]
+        );
+        // The branch could not be deleted: the workspace, and with it the record, stays.
+        assert!(stuck_dir.is_dir());
+        assert!(matches!(
+            report.errors.as_slice(),
+            [SweepError::Release { branch, .. }] if branch == "perago-staging-stuck"
+        ));
+    }
+
+    #[test]
     fn ttl_zero_removes_everything_unclaimed() {
         let tmp = tempdir();
         let a = make(tmp.path(), &sample("a", "e"));
@@ -301,7 +410,9 @@ mod tests {
         other_worker.owner_worker_id = "someoneElse0002".to_owned();
         let other_worker_dir = make(tmp.path(), &other_worker);
 
-        let report = remove_for_owner(tmp.path(), &mine.owner_worker_id, mine.owner_pid);
+        let report = remove_for_owner(tmp.path(), &mine.owner_worker_id, mine.owner_pid, &|_| {
+            Ok(())
+        });
         assert_eq!(report.removed, [mine_dir]);
         assert_eq!(report.kept, 2);
         assert!(other_pid_dir.is_dir());

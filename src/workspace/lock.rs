@@ -2,8 +2,11 @@
 //!
 //! Two runtimes sharing a root would each treat the other's attempt workspaces as abandoned
 //! and delete them at startup (a TTL-0 sweep). The lock file
-//! `<root>/.perago-supervisor.lock` holds `{"supervisor_pid": <pid>}`; a lock whose pid is
-//! dead (or whose content is unreadable) is stale and replaced.
+//! `<root>/.perago-supervisor.lock` holds `{"supervisor_pid": <pid>}` when a supervisor
+//! holds it, and `{"supervisor_pid": <pid>, "owner": "thread runner"}` when a thread runtime
+//! (`perago start --execution-mode thread`, or an embedded runtime) does, so that a refused
+//! process is told what kind of process holds the root. A lock whose pid is dead (or whose
+//! content is unreadable) is stale and replaced.
 
 use std::fs;
 use std::io::{self, Write};
@@ -53,16 +56,52 @@ impl Drop for SupervisorLock {
     }
 }
 
+/// What kind of process holds a workspace lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOwner {
+    /// A process-mode supervisor.
+    Supervisor,
+    /// A thread runtime that owns its root (thread mode, or an embedded runtime).
+    ThreadRunner,
+}
+
+impl LockOwner {
+    /// The words used in messages: `supervisor`, `thread runner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockOwner::Supervisor => "supervisor",
+            LockOwner::ThreadRunner => "thread runner",
+        }
+    }
+}
+
+impl std::fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Deserialize)]
 struct LockContent {
     supervisor_pid: u32,
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// The pid in a lock file's content, if it is a valid lock.
 fn lock_pid(bytes: &[u8]) -> Option<u32> {
-    serde_json::from_slice::<LockContent>(bytes)
-        .ok()
-        .map(|c| c.supervisor_pid)
+    lock_holder(bytes).map(|(pid, _)| pid)
+}
+
+/// The pid and owner kind in a lock file's content (a lock without `owner` is a
+/// supervisor's, as every lock was before the field existed).
+fn lock_holder(bytes: &[u8]) -> Option<(u32, LockOwner)> {
+    let content = serde_json::from_slice::<LockContent>(bytes).ok()?;
+    let owner = match content.owner.as_deref() {
+        Some("thread runner") => LockOwner::ThreadRunner,
+        _ => LockOwner::Supervisor,
+    };
+    Some((content.supervisor_pid, owner))
 }
 
 /// Takes the supervisor lock of `root` for this process (creating `root` if missing).
@@ -77,13 +116,28 @@ fn lock_pid(bytes: &[u8]) -> Option<u32> {
 /// judged stale; two processes replacing the same stale lock at the same instant remain a
 /// (tiny) race, as with any pid-file lock.
 pub fn acquire_supervisor_lock(root: &Path) -> Result<SupervisorLock, WorkspaceError> {
+    acquire_workspace_lock(root, LockOwner::Supervisor)
+}
+
+/// [`acquire_supervisor_lock`] for a process of kind `owner`, recorded in the lock; a refusal
+/// names the kind of the process that holds it
+/// (`workspace root <root> is already locked by thread runner pid <pid>; …`).
+pub fn acquire_workspace_lock(
+    root: &Path,
+    owner: LockOwner,
+) -> Result<SupervisorLock, WorkspaceError> {
     fs::create_dir_all(root).map_err(|source| WorkspaceError::CreateRoot {
         path: root.to_path_buf(),
         source,
     })?;
     let path = root.join(SUPERVISOR_LOCK_FILE_NAME);
     let pid = std::process::id();
-    let content = format!("{{\"supervisor_pid\": {pid}}}\n");
+    let content = match owner {
+        LockOwner::Supervisor => format!("{{\"supervisor_pid\": {pid}}}\n"),
+        LockOwner::ThreadRunner => {
+            format!("{{\"supervisor_pid\": {pid}, \"owner\": \"{owner}\"}}\n")
+        }
+    };
     let lock_error = |source| WorkspaceError::Lock {
         path: path.clone(),
         source,
@@ -101,11 +155,12 @@ pub fn acquire_supervisor_lock(root: &Path) -> Result<SupervisorLock, WorkspaceE
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(lock_error(e)),
         };
-        match lock_pid(&existing) {
-            Some(other) if pid_is_alive(other) => {
+        match lock_holder(&existing) {
+            Some((other, holder)) if pid_is_alive(other) => {
                 return Err(WorkspaceError::Locked {
                     root: root.to_path_buf(),
                     pid: other,
+                    owner: holder,
                 });
             }
             _ => remove_if_unchanged(&path, &existing).map_err(lock_error)?,
@@ -232,6 +287,31 @@ mod tests {
         }
         assert_eq!(read(&path), content, "a live lock is untouched");
         only_lock_file_left(tmp.path());
+    }
+
+    #[test]
+    fn a_thread_runner_lock_names_its_kind_in_the_refusal() {
+        let tmp = tempdir();
+        let lock = acquire_workspace_lock(tmp.path(), LockOwner::ThreadRunner).unwrap();
+        assert_eq!(
+            read(lock.path()),
+            format!(
+                "{{\"supervisor_pid\": {}, \"owner\": \"thread runner\"}}\n",
+                std::process::id()
+            )
+        );
+        for kind in [LockOwner::Supervisor, LockOwner::ThreadRunner] {
+            let error = acquire_workspace_lock(tmp.path(), kind).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "workspace root {} is already locked by thread runner pid {}; \
+                     use a different PERAGO_WORKSPACE_ROOT for each thread runner",
+                    tmp.path().display(),
+                    std::process::id()
+                )
+            );
+        }
     }
 
     #[test]

@@ -48,6 +48,21 @@ pub struct Marker {
     /// When the workspace was created; GC measures a workspace's age from here.
     #[serde(with = "rfc3339")]
     pub started_at: DateTime<FixedOffset>,
+    /// The lakeFS staging branch of this execution, recorded before the branch is created
+    /// (absent until the attempt stages): the GC that removes the workspace of a dead
+    /// execution deletes this branch first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<StagingBranch>,
+}
+
+/// Where an execution's staging branch lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagingBranch {
+    /// The lakeFS repository.
+    pub repository: String,
+    /// The staging branch name (`perago-staging-…`).
+    pub branch: String,
 }
 
 /// Why a directory's marker is not usable.
@@ -224,6 +239,7 @@ pub(crate) mod tests {
             owner_pid: 4242,
             owner_token: "token-1".to_owned(),
             started_at,
+            staging: None,
         }
     }
 
@@ -248,6 +264,22 @@ pub(crate) mod tests {
                 "started_at": "2025-01-02T03:04:05+00:00",
             })
         );
+    }
+
+    #[test]
+    fn staging_branch_is_recorded_and_read_back() {
+        let mut marker = sample("t-1", "e-1");
+        marker.staging = Some(StagingBranch {
+            repository: "repo".to_owned(),
+            branch: "perago-staging-x".to_owned(),
+        });
+        let json: serde_json::Value = serde_json::from_str(&marker.to_json()).unwrap();
+        assert_eq!(
+            json["staging"],
+            serde_json::json!({"repository": "repo", "branch": "perago-staging-x"})
+        );
+        let parsed = Marker::from_json(Path::new("m"), marker.to_json().as_bytes());
+        assert_eq!(parsed.ok(), Some(marker));
     }
 
     #[test]

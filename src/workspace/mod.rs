@@ -25,9 +25,12 @@ pub mod walk;
 pub use attempt_dir::{AttemptDir, create_attempt_dir, new_execution_id};
 #[cfg(feature = "cli")]
 pub use gc::remove_for_owner;
-pub use gc::sweep;
-pub use lock::{SUPERVISOR_LOCK_FILE_NAME, SupervisorLock, acquire_supervisor_lock};
-pub use marker::{MARKER_FILE_NAME, Marker};
+pub use gc::sweep_releasing;
+pub use lock::{
+    LockOwner, SUPERVISOR_LOCK_FILE_NAME, SupervisorLock, acquire_supervisor_lock,
+    acquire_workspace_lock,
+};
+pub use marker::{MARKER_FILE_NAME, Marker, StagingBranch};
 pub use owners::{LiveOwners, new_owner_token};
 pub use snapshot::{ChangeSet, FileState, HashingWriter, Snapshot, diff};
 pub use walk::{WorkspaceEntry, walk};
@@ -59,7 +62,7 @@ pub enum WorkspaceError {
         #[source]
         source: io::Error,
     },
-    /// The marker could not be written (the directory was removed again).
+    /// The marker could not be written (when creating the workspace, it was removed again).
     #[error("failed to write attempt marker {}", path.display())]
     WriteMarker {
         /// The marker file.
@@ -77,9 +80,9 @@ pub enum WorkspaceError {
         #[source]
         source: io::Error,
     },
-    /// Another live process holds the supervisor lock.
+    /// Another live process holds the workspace lock.
     #[error(
-        "workspace root {} is already locked by supervisor pid {pid}; use a different PERAGO_WORKSPACE_ROOT for each supervisor",
+        "workspace root {} is already locked by {owner} pid {pid}; use a different PERAGO_WORKSPACE_ROOT for each {owner}",
         root.display()
     )]
     Locked {
@@ -87,6 +90,8 @@ pub enum WorkspaceError {
         root: PathBuf,
         /// The pid in the lock file.
         pid: u32,
+        /// What kind of process holds it.
+        owner: LockOwner,
     },
     /// The lock file could not be created, read or replaced.
     #[error("failed to acquire supervisor lock {}", path.display())]

@@ -491,6 +491,28 @@ fn staging_cleanup_failure_keeps_the_result_and_stage_errors_still_clean_up() {
     );
     assert_eq!(report.result.status, TaskStatus::Completed);
     assert_eq!(report.cleanup_errors.len(), 1);
+    // The branch is still there: the workspace is emptied but keeps its marker, which names
+    // the branch, so that a later GC sweep deletes the branch and then the directory.
+    let kept: Vec<_> = std::fs::read_dir(harness.root.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let inside: Vec<_> = std::fs::read_dir(&kept[0])
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(inside, [perago::__private::MARKER_FILE_NAME]);
+    let marker: Value = serde_json::from_str(
+        &std::fs::read_to_string(kept[0].join(perago::__private::MARKER_FILE_NAME)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        marker["staging"]["branch"],
+        perago::__private::staging_branch_name(&identity())
+    );
+    // What that GC would do, so the next run may use the same identity.
+    std::fs::remove_dir_all(&kept[0]).unwrap();
 
     let store = RecordingStore {
         fail_stage_after_create: true,

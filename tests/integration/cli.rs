@@ -155,6 +155,7 @@ fn config_json_redacts_secrets() {
             "workspace_gc_interval",
             "shutdown_force_kill_after",
             "failure_reason_max_length",
+            "worker_stack_size",
             "conductor",
             "lakefs",
             "worker",

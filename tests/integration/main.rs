@@ -22,6 +22,9 @@ mod lakefs_publication;
 mod logging;
 /// `perago start --execution-mode process` as a real process tree.
 mod process_mode;
+/// Issue 13: a poison task in a poll batch, staging branches after SIGKILL and under DELETE
+/// faults, a forced attempt in a slow merge.
+mod reliability;
 /// The thread runtime: delivery under faults, update-v2, leases, drain, force deadline, GC,
 /// `perago start` logs and exit codes.
 mod runtime;

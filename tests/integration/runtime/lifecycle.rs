@@ -163,6 +163,7 @@ fn marked_dir(root: &Path, name: &str, age: chrono::Duration, token: &str) -> Pa
         owner_pid: std::process::id(),
         owner_token: token.into(),
         started_at: (Utc::now() - age).fixed_offset(),
+        staging: None,
     };
     create_attempt_dir(root, &marker)
         .unwrap()
