@@ -65,7 +65,7 @@ fn workflow(server: &DevServer, id: &str) -> Value {
 
 fn wait_terminal(server: &DevServer, id: &str) -> Value {
     let mut last = Value::Null;
-    wait_until(&format!("workflow {id} to end"), LONG, || {
+    wait_until(format!("workflow {id} to end"), LONG, || {
         last = workflow(server, id);
         last["status"] != "RUNNING"
     });
@@ -395,7 +395,7 @@ fn a_worker_killed_while_staging_leaves_a_branch_its_restart_deletes() {
         markers[0]["staging"],
         json!({"repository": REPOSITORY, "branch": branch})
     );
-    assert_eq!(staging_branches(&lakefs), [branch.clone()]);
+    assert_eq!(staging_branches(&lakefs), std::slice::from_ref(&branch));
 
     // The restart's startup sweep removes the workspace and deletes its branch; Conductor
     // then retries the task (the killed attempt times out) and the retry publishes.
@@ -466,4 +466,127 @@ fn a_forced_attempt_blocked_in_a_slow_merge_ends_failed_instead_of_being_abandon
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .count();
     assert_eq!(left, 0);
+}
+
+/// `perago <args>` in `dir` with only `env` (and roots under `dir`) in its environment.
+fn perago(dir: &Path, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_perago"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("TMPDIR", dir)
+        .env("PERAGO_WORKSPACE_ROOT", dir.join("workspaces"))
+        .env("PERAGO_LOG_ROOT", dir.join("logs"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("perago runs")
+}
+
+#[test]
+fn features_build_refuses_a_feature_set_that_would_escape_its_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("audio/render/raw")).unwrap();
+    std::fs::write(data.join("audio/render/raw/a.parquet"), b"abc").unwrap();
+    for feature_set in ["../../../escaped", "/tmp/escaped", "a/b"] {
+        let input = json!({"params": {"feature_set": feature_set, "min_rows": 1}});
+        std::fs::write(dir.path().join("input.json"), input.to_string()).unwrap();
+        let output = perago(
+            dir.path(),
+            &[
+                "run",
+                "examples.features_build",
+                "--input",
+                "input.json",
+                "--workspace-dir",
+                "data",
+                "--apply",
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{feature_set}: {output:?}");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["status"], "FAILED", "{report}");
+        let reason = report["reasonForIncompletion"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with("invalid params") && reason.contains("feature_set"),
+            "{reason}"
+        );
+    }
+    // Nothing was written anywhere: not in the data dir, not next to it, not in /tmp.
+    assert!(!data.join("audio/render/features").exists());
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("escaped"))
+        .collect();
+    assert!(entries.is_empty(), "{entries:?}");
+    assert!(!Path::new("/tmp/escaped/a.parquet").exists());
+}
+
+#[test]
+fn perago_gc_deletes_old_staging_branches_only_and_dry_run_changes_nothing() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    let lakefs = lakefs(&server);
+    let head = seed_repository(&lakefs);
+    let cancel = CancelToken::never();
+    let orphan = "perago-staging-wf-only-seq-1-iteration-0-task-id-t-retry-0-exec-dead";
+    lakefs
+        .create_branch(REPOSITORY, orphan, &head, &cancel)
+        .unwrap();
+    lakefs
+        .create_branch(REPOSITORY, "feature-x", &head, &cancel)
+        .unwrap();
+    let env: Vec<(&str, String)> = server_env(&server, dir.path())
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("LAKECTL_"))
+        .collect();
+    let gc = |args: &[&str]| {
+        let mut all = vec!["gc"];
+        all.extend_from_slice(args);
+        perago(dir.path(), &all, &env)
+    };
+
+    // Younger than the threshold: kept.
+    let output = gc(&["--lakefs", "--older-than", "1h"]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "staging branches: 1 found, 0 deleted, 1 younger than 1h, 0 failed\n"
+    );
+    // Old enough, but a dry run: listed, not deleted.
+    let output = gc(&["--lakefs", "--older-than", "0s", "--dry-run"]);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        text.starts_with(&format!(
+            "would delete: {REPOSITORY}/{orphan} (head commit "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("staging branches: 1 found, 1 would delete, 0 younger than 0s, 0 failed\n"),
+        "{text}"
+    );
+    assert_eq!(staging_branches(&lakefs), [orphan]);
+    // For real: the staging branch goes, every other branch stays.
+    let output = gc(&["--lakefs", "--older-than", "0s"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("deleted: "));
+    assert_eq!(staging_branches(&lakefs), Vec::<String>::new());
+    let branches: Vec<String> = lakefs
+        .list_branches(REPOSITORY, &cancel)
+        .unwrap()
+        .into_iter()
+        .map(|branch| branch.id)
+        .collect();
+    assert_eq!(branches, ["feature-x", "main"]);
+    // Without --lakefs there is nothing to collect.
+    let output = gc(&["--older-than", "1h"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: nothing to collect: pass --lakefs to delete orphaned lakeFS staging branches\n"
+    );
 }
