@@ -309,8 +309,8 @@ fn attempt_dirs_left(roots: &[PathBuf]) -> usize {
 
 fn main() -> ChaosResult<()> {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let echo_count = env_number("PERAGO_CHAOS_ECHO", 1000) as usize;
-    let workspace_count = env_number("PERAGO_CHAOS_WORKSPACE", 30) as usize;
+    let echo_count = env_number("PERAGO_CHAOS_ECHO", 600) as usize;
+    let workspace_count = env_number("PERAGO_CHAOS_WORKSPACE", 20) as usize;
     let seed = env_number("PERAGO_CHAOS_SEED", 13);
     let mut rng = fastrand::Rng::with_seed(seed);
     let started = Instant::now();
