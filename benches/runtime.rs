@@ -12,6 +12,10 @@
 //! - **overhead**: wall time per attempt of the runtime over an in-process fake Conductor
 //!   (no network), next to `run_attempt` alone on the same task; the difference is what the
 //!   runtime adds (poller/worker hand-off, lease registration, counters, summary, update).
+//! - **observability**: echo tasks/s through the dev server with SPEC §15 off (no metrics
+//!   declaration, no admin listener, no OTLP export) and on (the task declares metrics, an
+//!   admin listener is scraped every 100 ms, OTLP export to the dev server every second),
+//!   alternating off/on three times in the same run; medians.
 //! - **startup**: `perago start examples.echo -j N --execution-mode thread` as a child: time
 //!   from spawn to the first poll the dev server answers (one task is queued so the poll
 //!   returns at once), and the child's RSS after a second of idling.
@@ -54,6 +58,9 @@ fn main() {
     }
     if wanted("startup") {
         startup();
+    }
+    if wanted("observability") {
+        observability();
     }
 }
 
@@ -520,5 +527,111 @@ fn startup() {
             median(to_first_poll),
             median(rss)
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Observability on vs off.
+
+fn metered_echo_task() -> perago::Task {
+    perago::Task::builder(TASK, "dev@example.com")
+        .metrics(perago::MetricSpec::default())
+        .handler(
+            |ctx: &perago::TaskContext,
+             params: perago::examples::EchoParams|
+             -> Result<perago::examples::EchoResult, perago::TaskError> {
+                ctx.histogram("message_bytes", params.message.len() as f64, &[]);
+                Ok(perago::examples::EchoResult {
+                    message: params.message,
+                })
+            },
+        )
+        .expect("metered echo task")
+}
+
+fn observed_rate(threads: usize, n: usize, on: bool) -> f64 {
+    let server = dev_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    start_batch(&server, n);
+    let url = server.conductor_url();
+    let api = Arc::new(ConductorClient::with_options(
+        &ConductorConfig::new(url.clone(), None),
+        client_options(threads),
+    ));
+    let mut env = BTreeMap::new();
+    env.insert("CONDUCTOR_SERVER_URL".to_owned(), url.clone());
+    env.insert("PERAGO_WORKSPACE_ROOT".to_owned(), dir.path().join("ws").display().to_string());
+    env.insert("PERAGO_LOG_ROOT".to_owned(), dir.path().join("logs").display().to_string());
+    if on {
+        env.insert(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT".to_owned(),
+            format!("http://{}/v1/metrics", server.addr()),
+        );
+        env.insert("OTEL_METRIC_EXPORT_INTERVAL".to_owned(), "1000".to_owned());
+        env.insert("PERAGO_INSTANCE_ID".to_owned(), "bench".to_owned());
+    }
+    let config = RuntimeConfig::from_env_map(TASK, &env, &Default::default()).expect("config");
+    let task = if on { metered_echo_task() } else { echo_task() };
+    let handle = Runtime::builder(config, task)
+        .threads(threads)
+        .conductor(api)
+        .start()
+        .expect("runtime");
+    let admin = on.then(|| {
+        perago::AdminServer::for_runtime(
+            &perago::AdminConfig {
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                token: None,
+            },
+            &handle,
+        )
+        .expect("admin listener")
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraper = admin.as_ref().map(|admin| {
+        let url = format!("http://{}/metrics", admin.addr());
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("scraper".into())
+            .spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = agent.get(&url).call().map(|mut r| r.body_mut().read_to_string());
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .expect("scraper thread")
+    });
+    let rate = steady_rate(n as u64, || handle.counters().completed);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(scraper) = scraper {
+        let _ = scraper.join();
+    }
+    handle.shutdown();
+    handle.join();
+    drop(admin);
+    rate
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn observability() {
+    println!("\necho throughput with SPEC §15 off vs on (same run, median of 3 alternating), tasks/s");
+    println!("  {:>7} {:>12} {:>12} {:>9}", "threads", "off", "on", "on %");
+    for threads in [4, 16] {
+        let n = 12_000;
+        let (mut off, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            off.push(observed_rate(threads, n, false));
+            on.push(observed_rate(threads, n, true));
+        }
+        let (off, on) = (median(off), median(on));
+        println!("  {:>7} {:>12.0} {:>12.0} {:>8.0}%", threads, off, on, on / off * 100.0);
     }
 }

@@ -191,6 +191,59 @@ pub fn echo() -> Result<Task, DeclarationError> {
     )
 }
 
+/// Params of `examples.metered`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct MeteredParams {
+    /// Items "processed" (recorded as the `app.items` histogram).
+    pub items: u64,
+    /// The `kind` label of the sample.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Fail (retryable) with this reason instead of completing.
+    #[serde(default)]
+    pub fail_with: Option<String>,
+}
+
+fn default_kind() -> String {
+    "plain".into()
+}
+
+/// Result of `examples.metered`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct MeteredResult {
+    /// The items counted.
+    pub items: u64,
+}
+
+/// `examples.metered`: a workspace-free task with a metrics declaration. It logs through
+/// `ctx.log()`, records `app.items` (histogram, label `kind`), `app.last_items` (gauge) and
+/// `app.step_seconds` (timer) — the task-author metrics API in a dozen lines.
+pub fn metered() -> Result<Task, DeclarationError> {
+    Task::builder("examples.metered", "dev@example.com")
+        .description("Counts items and reports them as application metrics.")
+        .metrics(crate::MetricSpec::default())
+        .handler(
+            |ctx: &TaskContext, params: MeteredParams| -> Result<MeteredResult, TaskError> {
+                let _step = ctx.timer("step_seconds", &[]);
+                ctx.log()
+                    .info(&format!("metering {} {} items", params.items, params.kind));
+                // `task_id` is reserved: it is dropped from the labels with a warning.
+                ctx.histogram(
+                    "items",
+                    params.items as f64,
+                    &[("kind", params.kind.as_str()), ("task_id", ctx.task_id())],
+                );
+                ctx.gauge("last_items", params.items as f64, &[]);
+                if let Some(reason) = params.fail_with {
+                    return Err(TaskError::failed(reason));
+                }
+                Ok(MeteredResult {
+                    items: params.items,
+                })
+            },
+        )
+}
+
 /// All example targets, as the `perago` binary registers them.
 pub fn targets() -> Targets {
     Targets::new()
@@ -198,6 +251,7 @@ pub fn targets() -> Targets {
         .register("examples.features_build", features_build)
         .register("examples.echo", echo)
         .register("examples.catalog_read", catalog_read)
+        .register("examples.metered", metered)
 }
 
 /// Sorted workspace-relative paths of regular files under `root` matching `pattern`

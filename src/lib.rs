@@ -56,8 +56,10 @@ mod conductor;
 mod config;
 pub mod examples;
 mod execution;
+mod admin;
 mod lakefs;
 mod logging;
+mod metrics;
 mod registry;
 mod result;
 mod runtime;
@@ -70,14 +72,17 @@ mod util;
 mod workspace;
 
 pub use config::{
-    ConductorAuth, ConductorConfig, ConfigError, ConfigOverrides, ExecutionMode, LakefsConfig,
-    ProxyUrl, RuntimeConfig, Secret, TlsFiles, TlsPaths, WorkerProperty, WorkerSettings,
+    AdminConfig, ConductorAuth, ConductorConfig, ConfigError, ConfigOverrides, ExecutionMode,
+    LakefsConfig, LogFormat, MetricsConfig, ObservabilityConfig, ProxyUrl, RuntimeConfig, Secret,
+    TlsFiles, TlsPaths, WorkerProperty, WorkerSettings,
 };
+pub use admin::{AdminError, AdminServer};
+pub use metrics::{Instrument, Kind as MetricKind, MetricRecorder, MetricSpec, MetricTimer, Metrics};
 pub use registry::{TargetError, Targets};
 pub use result::{Phase, TaskStatus};
 pub use runtime::{
-    CountersSnapshot, Runtime, RuntimeBuilder, RuntimeError, RuntimeExit, RuntimeHandle,
-    ShutdownReason,
+    CountersSnapshot, InFlightStatus, Probe, Runtime, RuntimeBuilder, RuntimeError, RuntimeExit,
+    RuntimeHandle, RuntimeStatus, RuntimeView, ShutdownReason,
 };
 pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,
@@ -99,8 +104,9 @@ pub mod __private {
     pub use crate::config::load_env;
     pub use crate::execution::staging::staging_branch_name;
     pub use crate::execution::{
-        AttemptEnv, AttemptFence, AttemptReport, FenceError, LocalDirStore, NoFence, StageRequest,
-        StoreError, WorkspaceRef, WorkspaceStore, run_attempt,
+        AttemptEnv, AttemptFence, AttemptObserver, AttemptReport, FenceError, LocalDirStore,
+        NoFence, NoObserver, StageRequest, StoreError, WorkspaceRef, WorkspaceStore, run_attempt,
+        run_attempt_observed,
     };
     pub use crate::lakefs::store::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
     pub use crate::lakefs::{

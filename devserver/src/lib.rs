@@ -29,6 +29,7 @@ pub mod conductor;
 pub mod faults;
 pub mod http;
 pub mod lakefs;
+pub mod otlp;
 pub mod server;
 pub mod stats;
 mod transport;

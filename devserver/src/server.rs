@@ -101,6 +101,8 @@ struct Shared {
     lakefs: LakefsService,
     faults: Faults,
     stats: Stats,
+    /// OTLP metrics received on `POST /v1/metrics`.
+    otlp: crate::otlp::OtlpSink,
     data_dir: Option<PathBuf>,
     /// Requests that may have changed state (anything but GET and HEAD), for autosave.
     changes: AtomicU64,
@@ -167,6 +169,7 @@ impl DevServer {
             lakefs,
             faults: Faults::new(options.fault_seed),
             stats: Stats::default(),
+            otlp: Default::default(),
             data_dir: options.data_dir.clone(),
             changes: AtomicU64::new(0),
             saving: Mutex::new(()),
@@ -414,6 +417,13 @@ fn route(
             ("conductor", Some(&shared.conductor), rest)
         } else if let Some(rest) = path.strip_prefix("/_dev") {
             ("admin", None, rest)
+        } else if path == "/v1/metrics" {
+            let response = match method {
+                "POST" => shared.otlp.receive(&headers, &body),
+                _ => error_body(405, "method not allowed"),
+            };
+            shared.stats.record("otlp", "POST /v1/metrics");
+            return response;
         } else {
             return error_body(404, "not found");
         };
@@ -467,6 +477,11 @@ fn admin(shared: &Shared, request: &Request) -> Routed {
             },
             Err(err) => error_body(400, &err.to_string()),
         },
+        ("GET", ["metrics"]) => Response::json(200, &shared.otlp.decoded()),
+        ("DELETE", ["metrics"]) => {
+            shared.otlp.reset();
+            Response::empty(204)
+        }
         ("DELETE", ["faults"]) => {
             shared.faults.clear();
             Response::empty(204)

@@ -31,7 +31,12 @@ pub(crate) fn run_supervisor_cli(
 }
 
 /// The hidden child entry: `<exe> __perago-child --supervisor-pid <pid> <target>`.
-pub(crate) fn run_child(targets: &Targets, target: &str, supervisor_pid: u32) -> CommandResult {
+pub(crate) fn run_child(
+    targets: &Targets,
+    target: &str,
+    supervisor_pid: u32,
+    admin_file: Option<std::path::PathBuf>,
+) -> CommandResult {
     die_with_parent(supervisor_pid)?;
     let config = load_config(target, &ConfigOverrides::default())?;
     if config.worker_id().is_none() {
@@ -39,7 +44,7 @@ pub(crate) fn run_child(targets: &Targets, target: &str, supervisor_pid: u32) ->
     }
     // The supervisor already printed the declaration's warnings once.
     let task = targets.resolve(target)?;
-    run_worker_process(target, task, config)
+    run_worker_process(target, task, config, admin_file)
 }
 
 #[cfg(test)]
@@ -59,6 +64,7 @@ mod tests {
                     Command::Child {
                         target,
                         supervisor_pid,
+                        ..
                     },
             }) => {
                 assert_eq!(target, "examples.echo");

@@ -162,6 +162,9 @@ enum Command {
         /// The supervisor's pid, checked against this process's parent.
         #[arg(long = crate::supervisor::SUPERVISOR_PID_ARG)]
         supervisor_pid: u32,
+        /// Run a loopback admin listener and write its address here.
+        #[arg(long = crate::supervisor::ADMIN_FILE_ARG)]
+        admin_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -334,7 +337,8 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
         Command::Child {
             target,
             supervisor_pid,
-        } => child::run_child(targets, &target, supervisor_pid),
+            admin_file,
+        } => child::run_child(targets, &target, supervisor_pid, admin_file),
     }
 }
 

@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
 use crate::execution::{AttemptEnv, LocalDirStore, NoFence, WorkspaceStore, run_attempt};
+use crate::logging::LogRole;
+use crate::logging::format::LineContext;
+use crate::logging::stderr::init_stderr_logging;
 use crate::registry::Targets;
 use crate::result::TaskStatus;
 use crate::task::{AttemptIdentity, CancelToken};
@@ -47,6 +50,18 @@ pub(crate) fn run(
     let config = load_config(target, &ConfigOverrides::default())?;
     let task = resolve_task(targets, target)?;
     let mut input = read_input(input_source)?;
+    // SPEC §15: task-body log lines (and perago's own records) go to stderr; stdout keeps
+    // the one JSON result.
+    let observability = config.observability();
+    init_stderr_logging(
+        LineContext {
+            worker_id: config.worker_id_prefix().to_owned(),
+            target: target.to_owned(),
+            role: LogRole::ThreadRunner,
+        },
+        observability.log_format,
+        observability.log_level,
+    );
     let store = match (task.is_workspace_task(), workspace_dir) {
         (true, Some(dir)) => {
             if !dir.is_dir() {

@@ -7,14 +7,14 @@
 
 use std::sync::Arc;
 
-use log::LevelFilter;
-
 use super::{CommandResult, Outcome};
-use crate::config::RuntimeConfig;
+use crate::admin::{AdminError, AdminServer};
+use crate::config::{AdminConfig, RuntimeConfig};
 use crate::execution::WorkspaceStore;
-use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
 use crate::runtime::builder::worker_id;
-use crate::runtime::{Runtime, RuntimeError, RuntimeExit};
+use crate::runtime::{Runtime, RuntimeError, RuntimeExit, ShutdownReason};
+use crate::util::redact_url;
 use crate::task::Task;
 
 /// What one serving process runs.
@@ -30,6 +30,11 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Whether this process owns the workspace root (false for a supervised child).
     pub lock_workspace_root: bool,
+    /// The admin listener to run (a child gets an ephemeral loopback one from its
+    /// supervisor; `None` here means `PERAGO_ADMIN_ADDR`, if set).
+    pub admin: Option<AdminConfig>,
+    /// Where a child writes its admin listener's bound address for the supervisor.
+    pub admin_addr_file: Option<std::path::PathBuf>,
 }
 
 /// Why a serving process could not run.
@@ -41,6 +46,9 @@ pub enum ServeError {
     /// The runtime could not start.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The admin listener could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// The lakeFS [`WorkspaceStore`] for `config`, when lakeFS is configured and its endpoint is
@@ -60,16 +68,23 @@ pub fn workspace_store(config: &RuntimeConfig) -> Option<Arc<dyn WorkspaceStore>
 pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
     let config = options.config;
     let worker_id = worker_id(&config);
-    let logging = init_logging(&LogSettings {
+    let observability = config.observability().clone();
+    let logging = init_logging_with_stderr(&LogSettings {
         log_root: config.log_root().to_path_buf(),
         max_size: config.log_file_max_size(),
         retention: config.log_retention(),
         target: options.target.clone(),
         worker_id: worker_id.clone(),
         role: LogRole::ThreadRunner,
-        level: LevelFilter::Info,
-    })?;
+        level: observability.log_level,
+    }, Some(observability.log_format))?;
     let store = workspace_store(&config);
+    let conductor_url = config
+        .conductor()
+        .map(|c| redact_url(c.server_url()))
+        .unwrap_or_default();
+    let lakefs_endpoint = config.lakefs().map(|l| redact_url(l.endpoint_url()));
+    let mode = if options.lock_workspace_root { "thread" } else { "process-child" };
     let mut builder = Runtime::builder(config, options.task)
         .threads(options.threads)
         .lock_workspace_root(options.lock_workspace_root)
@@ -79,15 +94,62 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
         builder = builder.workspace_store(store);
     }
     let handle = builder.start()?;
+    // A supervised child never binds the supervisor's PERAGO_ADMIN_ADDR.
+    let admin_config = if options.lock_workspace_root {
+        options.admin.or(observability.admin)
+    } else {
+        options.admin
+    };
+    let admin = match &admin_config {
+        Some(admin_config) => match AdminServer::start(admin_config, Arc::new(handle.view())) {
+            Ok(server) => Some(server),
+            Err(error) => {
+                handle.shutdown();
+                drop(handle.join());
+                return Err(error.into());
+            }
+        },
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|a| a.addr().to_string());
+    if let (Some(file), Some(addr)) = (&options.admin_addr_file, &admin_addr)
+        && let Err(error) = std::fs::write(file, addr)
+    {
+        log::warn!(
+            path:% = file.display(), error:% = error;
+            "failed to tell the supervisor the admin address"
+        );
+    }
     log::info!(
         worker_id = handle.worker_id(),
         target = options.target.as_str(),
         threads = options.threads as u64,
-        log_file:% = logging.log_file().display();
+        log_file:% = logging.log_file().display(),
+        version = env!("CARGO_PKG_VERSION"),
+        mode,
+        task = handle.metrics().task_name(),
+        conductor_url = conductor_url.as_str(),
+        lakefs_endpoint = lakefs_endpoint.as_deref().unwrap_or("not configured"),
+        admin_addr = admin_addr.as_deref().unwrap_or("off"),
+        metrics_export = if observability.metrics.is_some() { "otlp" } else { "off" };
         "{}",
         LogRole::ThreadRunner.startup_message()
     );
     let exit = handle.join();
+    if let Some(admin) = admin {
+        admin.stop();
+    }
+    let c = exit.counters;
+    log::info!(
+        completed = c.completed,
+        failed = c.failed,
+        lost = c.updates_lost,
+        abandoned = exit.abandoned_attempts,
+        drain_ms = exit.drain.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        exit_reason = exit.reason.map_or("none", ShutdownReason::as_str),
+        clean = exit.is_clean();
+        "thread runner stopped"
+    );
     logging.flush();
     Ok(exit)
 }
@@ -95,13 +157,27 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
 /// The body of a process-mode child: one worker thread, no workspace lock (the supervisor
 /// holds it and runs GC), signals on. The CLI prints and maps the result exactly as it does
 /// for thread mode's `start`.
-pub(crate) fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> CommandResult {
+///
+/// With `admin_file`, the child runs a loopback admin listener on an ephemeral port and
+/// writes its address there for the supervisor; without, it runs none (whatever
+/// `PERAGO_ADMIN_ADDR` says: that address is the supervisor's).
+pub(crate) fn run_worker_process(
+    target: &str,
+    task: Task,
+    config: RuntimeConfig,
+    admin_file: Option<std::path::PathBuf>,
+) -> CommandResult {
     let options = ServeOptions {
         target: target.to_owned(),
         task,
         config,
         threads: 1,
         lock_workspace_root: false,
+        admin: admin_file.as_ref().map(|_| AdminConfig {
+            addr: std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            token: None,
+        }),
+        admin_addr_file: admin_file,
     };
     Ok(Outcome::Runtime(serve(options)?))
 }

@@ -11,7 +11,7 @@
 use super::serve::{ServeOptions, serve};
 use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::conductor::ConductorClient;
-use crate::config::{ConfigOverrides, ExecutionMode, WorkerSettings};
+use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, WorkerSettings};
 use crate::registry::Targets;
 
 pub(crate) fn run(
@@ -27,6 +27,20 @@ pub(crate) fn run(
         config.require_lakefs()?;
     }
     let jobs = effective_jobs(jobs, &config.worker(task.name()));
+    // The reference's rules for metrics-enabled tasks; the admin listener's /metrics counts
+    // as a destination too.
+    let observability = config.observability();
+    if let Some(spec) = task.metrics() {
+        if observability.metrics.is_none() && observability.admin.is_none() {
+            return Err(ConfigError::MetricsEndpointRequired.into());
+        }
+        if spec.worker_capacity
+            && observability.metrics.is_some()
+            && observability.instance_id.is_none()
+        {
+            return Err(ConfigError::InstanceIdRequired.into());
+        }
+    }
     if jobs < 1 {
         return Err(CliError::NoWorkers);
     }
@@ -55,6 +69,8 @@ pub(crate) fn run(
         config,
         threads: jobs,
         lock_workspace_root: true,
+        admin: None,
+        admin_addr_file: None,
     })?;
     Ok(Outcome::Runtime(exit))
 }

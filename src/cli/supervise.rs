@@ -15,12 +15,15 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime};
 
-use log::LevelFilter;
+use std::sync::Arc;
 
+use crate::admin::supervisor::SupervisorAdmin;
+use crate::admin::{AdminError, AdminServer};
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
-use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
+use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
+use crate::util::redact_url;
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
 use crate::supervisor::child::{ChildLauncher, CurrentExeError};
 use crate::supervisor::imp::{
@@ -62,6 +65,18 @@ pub enum SupervisorError {
     /// A child could not be started; those already started were stopped again.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// The directory children announce their admin listeners in could not be created.
+    #[error("failed to create the admin directory {}", path.display())]
+    AdminDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The admin listener could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// Runs process mode until SIGINT/SIGTERM and every child has exited. See the
@@ -73,31 +88,63 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         children,
         config,
     } = options;
-    let launcher = ChildLauncher::for_current_exe(&target)?;
+    let mut launcher = ChildLauncher::for_current_exe(&target)?;
     let prefix = config.worker_id_prefix().to_owned();
-    let logging = init_logging(&LogSettings {
+    let observability = config.observability().clone();
+    let logging = init_logging_with_stderr(&LogSettings {
         log_root: config.log_root().to_path_buf(),
         max_size: config.log_file_max_size(),
         retention: config.log_retention(),
         target: target.clone(),
         worker_id: prefix.clone(),
         role: LogRole::Supervisor,
-        level: LevelFilter::Info,
-    })?;
+        level: observability.log_level,
+    }, Some(observability.log_format))?;
     let root = config.workspace_root().to_path_buf();
     let lock = acquire_supervisor_lock(&root)?;
     let store = crate::cli::serve::workspace_store(&config);
     sweep_all(&root, store.as_deref(), "startup");
 
     let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
-    let signals =
-        signals::watch(requests_tx).map_err(|source| SupervisorError::Signals { source })?;
+    let signals = signals::watch(requests_tx.clone())
+        .map_err(|source| SupervisorError::Signals { source })?;
+    // Process-mode admin: children announce loopback listeners in a directory of ours.
+    let admin = match &observability.admin {
+        Some(admin_config) => {
+            let dir = root.join(format!(".perago-admin-{}", std::process::id()));
+            if let Err(source) = std::fs::create_dir_all(&dir) {
+                signals.stop();
+                drop(lock);
+                return Err(SupervisorError::AdminDir { path: dir, source });
+            }
+            launcher = launcher.with_admin_dir(&dir);
+            let backend = Arc::new(SupervisorAdmin::new(dir.clone(), requests_tx.clone()));
+            match AdminServer::start(admin_config, backend) {
+                Ok(server) => Some((server, dir)),
+                Err(error) => {
+                    signals.stop();
+                    let _ = std::fs::remove_dir_all(&dir);
+                    drop(lock);
+                    return Err(error.into());
+                }
+            }
+        }
+        None => None,
+    };
+    drop(requests_tx);
 
     log::info!(
         children = children.get(),
         log_file:% = logging.log_file().display(),
         workspace_root:% = root.display(),
-        exe:% = launcher.exe().display();
+        exe:% = launcher.exe().display(),
+        version = env!("CARGO_PKG_VERSION"),
+        target = target.as_str(),
+        mode = "process",
+        worker_id_prefix = prefix.as_str(),
+        conductor_url = config.conductor().map(|c| redact_url(c.server_url())).unwrap_or_default().as_str(),
+        lakefs_endpoint = config.lakefs().map(|l| redact_url(l.endpoint_url())).as_deref().unwrap_or("not configured"),
+        admin_addr = admin.as_ref().map(|(a, _)| a.addr().to_string()).as_deref().unwrap_or("off");
         "{}",
         LogRole::Supervisor.startup_message()
     );
@@ -118,15 +165,24 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         store: store.clone(),
     };
     let mut supervisor = Supervisor::new(settings, Box::new(move |id| launcher.command(id)));
+    let stop_admin = |admin: Option<(AdminServer, std::path::PathBuf)>| {
+        if let Some((server, dir)) = admin {
+            server.stop();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    };
     if let Err(error) = supervisor.start_all() {
         signals.stop();
+        stop_admin(admin);
         sweep_all(&root, store.as_deref(), "shutdown");
         drop(lock);
         logging.flush();
         return Err(error.into());
     }
+    let started_run = std::time::Instant::now();
     let exit = supervisor.run(requests_rx);
     signals.stop();
+    stop_admin(admin);
     // Every child is gone: nothing under the root is live any more.
     sweep_all(&root, store.as_deref(), "shutdown");
     drop(lock);
@@ -134,7 +190,8 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         clean = exit.is_clean(),
         killed = exit.killed.len(),
         unclean_exits = exit.unclean_exits.len(),
-        restarts = exit.restarts;
+        restarts = exit.restarts,
+        ran_ms = u64::try_from(started_run.elapsed().as_millis()).unwrap_or(u64::MAX);
         "process supervisor stopped"
     );
     logging.flush();

@@ -8,12 +8,15 @@
 //! - [`secret`]: [`Secret`], a string that is never printed in clear.
 //! - [`runtime`]: [`RuntimeConfig`] and its connection sub-configs; loading and root probing.
 //! - [`net`]: TLS material and HTTP proxies for the Conductor and lakeFS connections.
+//! - [`observe`]: SPEC §15 settings — stderr log format and level, OTLP metrics (the
+//!   reference's `parse_metrics_config`), the admin listener.
 //! - [`render`]: `perago config` output, JSON and text, secrets redacted.
 //! - [`worker`]: per-task worker settings (domain, poll interval/timeout, batch size) with
 //!   the Conductor SDKs' variable lookup order.
 
 pub mod dotenv;
 pub mod net;
+pub mod observe;
 pub mod parse;
 pub mod render;
 pub mod runtime;
@@ -22,6 +25,7 @@ pub mod worker;
 
 pub use dotenv::load_env;
 pub use net::{ProxyUrl, TlsFiles, TlsPaths};
+pub use observe::{AdminConfig, LogFormat, MetricsConfig, ObservabilityConfig};
 pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
 pub use secret::Secret;

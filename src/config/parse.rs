@@ -54,6 +54,25 @@ pub mod vars {
     pub const PERAGO_WORKER_ID: &str = "PERAGO_WORKER_ID";
     /// Base of the default roots when set and non-blank.
     pub const TMPDIR: &str = "TMPDIR";
+    /// stderr log format (SPEC §15).
+    pub const PERAGO_LOG_FORMAT: &str = "PERAGO_LOG_FORMAT";
+    /// Log level of every output (SPEC §15).
+    pub const PERAGO_LOG_LEVEL: &str = "PERAGO_LOG_LEVEL";
+    /// Admin listener address (SPEC §15).
+    pub const PERAGO_ADMIN_ADDR: &str = "PERAGO_ADMIN_ADDR";
+    /// Bearer token of the admin control routes (SPEC §15).
+    pub const PERAGO_ADMIN_TOKEN: &str = "PERAGO_ADMIN_TOKEN";
+    /// The `perago_instance_id` metric label.
+    pub const PERAGO_INSTANCE_ID: &str = "PERAGO_INSTANCE_ID";
+    /// The OTLP/HTTP metrics endpoint (full URL, used as is).
+    pub const OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT";
+    /// `gzip` or unset.
+    pub const OTEL_EXPORTER_OTLP_METRICS_COMPRESSION: &str =
+        "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION";
+    /// Export request timeout in ms.
+    pub const OTEL_EXPORTER_OTLP_METRICS_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT";
+    /// Export interval in ms.
+    pub const OTEL_METRIC_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
 }
 
 /// The smallest accepted `PERAGO_WORKER_STACK_SIZE`: below this perago's own attempt code
@@ -232,6 +251,47 @@ pub enum ConfigError {
     /// A workspace task needs lakeFS and it is not configured.
     #[error("LakeFS config is required for workspace tasks")]
     LakefsRequired,
+    /// An OpenTelemetry variable the reference's metrics v1 refuses (SPEC §15).
+    #[error("{var} is not supported by Perago metrics v1")]
+    MetricsUnsupported {
+        /// The variable.
+        var: &'static str,
+    },
+    /// `OTEL_EXPORTER_OTLP_METRICS_COMPRESSION` is set to something other than `gzip`.
+    #[error("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION must be 'gzip'")]
+    MetricsCompressionInvalid,
+    /// `PERAGO_INSTANCE_ID` has characters outside `[A-Za-z0-9._-]`.
+    #[error(
+        "PERAGO_INSTANCE_ID must contain only ASCII letters, digits, dots, underscores, or hyphens"
+    )]
+    InstanceIdInvalid,
+    /// A millisecond variable is not made of digits only.
+    #[error("{var} must be a positive integer number of milliseconds")]
+    MillisInvalid {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A millisecond variable is zero.
+    #[error("{var} must be greater than zero")]
+    MillisZero {
+        /// The variable.
+        var: &'static str,
+    },
+    /// `PERAGO_LOG_FORMAT` is neither `text` nor `json`.
+    #[error("PERAGO_LOG_FORMAT must be either 'text' or 'json'")]
+    LogFormatInvalid,
+    /// `PERAGO_LOG_LEVEL` is not a level name.
+    #[error("PERAGO_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug' or 'trace'")]
+    LogLevelInvalid,
+    /// `PERAGO_ADMIN_ADDR` is not `host:port`.
+    #[error("PERAGO_ADMIN_ADDR must be an address such as '127.0.0.1:9464'")]
+    AdminAddrInvalid,
+    /// A metrics-enabled task has nowhere to send its metrics.
+    #[error("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is required for metrics-enabled tasks")]
+    MetricsEndpointRequired,
+    /// `worker_capacity` metrics are exported without an instance id.
+    #[error("PERAGO_INSTANCE_ID is required when worker_capacity metrics are enabled")]
+    InstanceIdRequired,
 }
 
 impl ConfigError {
@@ -257,8 +317,17 @@ impl ConfigError {
             | Self::Placeholder { var }
             | Self::TlsFileUnreadable { var, .. }
             | Self::TlsFileInvalid { var, .. }
-            | Self::ProxyInvalid { var } => Some(var),
+            | Self::ProxyInvalid { var }
+            | Self::MetricsUnsupported { var }
+            | Self::MillisInvalid { var }
+            | Self::MillisZero { var } => Some(var),
             Self::TlsClientIncomplete { missing } => Some(missing),
+            Self::MetricsCompressionInvalid => Some(vars::OTEL_EXPORTER_OTLP_METRICS_COMPRESSION),
+            Self::InstanceIdInvalid | Self::InstanceIdRequired => Some(vars::PERAGO_INSTANCE_ID),
+            Self::LogFormatInvalid => Some(vars::PERAGO_LOG_FORMAT),
+            Self::LogLevelInvalid => Some(vars::PERAGO_LOG_LEVEL),
+            Self::AdminAddrInvalid => Some(vars::PERAGO_ADMIN_ADDR),
+            Self::MetricsEndpointRequired => Some(vars::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT),
             Self::ConductorRequired => Some(vars::CONDUCTOR_SERVER_URL),
             Self::ConductorAuthIncomplete { missing } | Self::LakefsIncomplete { missing } => {
                 missing.first().copied()

@@ -25,6 +25,7 @@ use super::parse::{
     parse_log_file_max_size, parse_log_retention, parse_worker_stack_size,
     validate_worker_id_prefix, vars,
 };
+use super::observe::{ObservabilityConfig, parse_observability};
 use super::secret::Secret;
 use super::worker::{WorkerSettings, WorkerSettingsSource};
 
@@ -195,6 +196,9 @@ pub struct RuntimeConfig {
     worker_id: Option<String>,
     /// Every per-task worker setting found in the environment (not part of the JSON shape).
     worker_settings: WorkerSettingsSource,
+    /// SPEC §15 settings; not part of the serialised shape (a deserialised config has the
+    /// defaults: text logs at info, no metrics, no admin listener).
+    observability: ObservabilityConfig,
 }
 
 impl RuntimeConfig {
@@ -298,6 +302,7 @@ impl RuntimeConfig {
         });
         let worker_id = non_blank(get(vars::PERAGO_WORKER_ID)).map(str::to_owned);
         let worker_settings = WorkerSettingsSource::from_env_map(env)?;
+        let observability = parse_observability(&get)?;
 
         Ok(Self {
             workspace_root,
@@ -316,6 +321,7 @@ impl RuntimeConfig {
             lakefs,
             worker_id,
             worker_settings,
+            observability,
         })
     }
 
@@ -396,7 +402,12 @@ impl RuntimeConfig {
         self.shutdown_force_kill_after
     }
 
-    /// Maximum characters of a Conductor `reasonForIncompletion`.
+    /// The SPEC §15 settings: log format and level, metrics export, admin listener.
+    pub fn observability(&self) -> &ObservabilityConfig {
+        &self.observability
+    }
+
+    /// Character limit of failure reasons (`PERAGO_FAILURE_REASON_MAX_LENGTH`).
     pub fn failure_reason_max_length(&self) -> NonZeroUsize {
         self.failure_reason_max_length
     }
@@ -643,6 +654,7 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             lakefs: raw.lakefs,
             worker_id: raw.worker_id.filter(|id| !id.trim().is_empty()),
             worker_settings: WorkerSettingsSource::default(),
+            observability: ObservabilityConfig::default(),
         })
     }
 }

@@ -21,6 +21,7 @@ use super::input::{ParsedInput, completed_output, parse_input, workspace_output}
 use super::staging::staging_branch_name;
 use super::store::{AttemptFence, StageRequest, WorkspaceRef, WorkspaceStore};
 use crate::logging::panic::{PanicContext, attempt_scope, payload_text};
+use crate::metrics::MetricRecorder;
 use crate::result::{AttemptResult, Phase, TaskStatus, truncate_reason};
 use crate::task::contract::HandlerError;
 use crate::task::guardrail::{GuardrailPhase, check_all};
@@ -86,6 +87,10 @@ pub struct AttemptReport {
     pub reason_original_chars: Option<usize>,
     /// Cleanup problems that were logged and did not change the result.
     pub cleanup_errors: Vec<String>,
+    /// Bytes of the downloaded workspace, once downloaded.
+    pub download_bytes: Option<u64>,
+    /// Bytes of the workspace as staged (every file, as the reference counts), when staged.
+    pub upload_bytes: Option<u64>,
 }
 
 struct Failure {
@@ -112,10 +117,31 @@ impl Failure {
     }
 }
 
+/// Watches one attempt as it runs: the runtime uses it for `/status` phases and to hand the
+/// body its metrics recorder. Every method has a no-op default.
+pub trait AttemptObserver: Sync {
+    /// A phase starts.
+    fn phase(&self, _phase: Phase) {}
+
+    /// The recorder the body's [`TaskContext`] gets (default: one that drops samples).
+    fn recorder(&self) -> MetricRecorder {
+        MetricRecorder::disabled()
+    }
+}
+
+/// An [`AttemptObserver`] that observes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl AttemptObserver for NoObserver {}
+
 struct Run<'a> {
     task: &'a Task,
     identity: &'a AttemptIdentity,
     env: &'a AttemptEnv<'a>,
+    observer: &'a dyn AttemptObserver,
+    download_bytes: Option<u64>,
+    upload_bytes: Option<u64>,
     timings: Vec<(Phase, Duration)>,
     changes: Option<ChangeSet>,
     staging_created: Option<(WorkspaceRef, String)>,
@@ -127,6 +153,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn timed<T>(&mut self, phase: Phase, step: impl FnOnce(&mut Self) -> T) -> T {
+        self.observer.phase(phase);
         let started = Instant::now();
         let value = step(self);
         self.timings.push((phase, started.elapsed()));
@@ -153,7 +180,8 @@ impl<'a> Run<'a> {
         let previous = self.env.previous_output.and_then(Value::as_object).cloned();
         let ctx = TaskContext::new(self.identity.clone(), self.env.cancel.clone(), workspace)
             .with_task_log(self.env.task_log.clone())
-            .with_previous_output(previous);
+            .with_previous_output(previous)
+            .with_metrics(self.observer.recorder());
         let task = self.task;
         let outcome = {
             let _panics = attempt_scope(PanicContext {
@@ -287,14 +315,16 @@ impl<'a> Run<'a> {
         let path = dir.path().to_path_buf();
         self.attempt_dir = Some(dir);
         self.marker = Some(marker);
-        store
+        let snapshot = store
             .download(
                 workspace,
                 self.task.object_prefix(),
                 &path,
                 &self.env.cancel,
             )
-            .map_err(|error| Failure::failed(Phase::Download, error.to_string()))
+            .map_err(|error| Failure::failed(Phase::Download, error.to_string()))?;
+        self.download_bytes = Some(snapshot.total_size());
+        Ok(snapshot)
     }
 
     fn fence(&mut self) -> Result<(), Failure> {
@@ -339,6 +369,8 @@ impl<'a> Run<'a> {
             });
         }
         self.fence()?;
+        // As the reference measures it: every file of the workspace being staged.
+        self.upload_bytes = Some(after.total_size());
         let staging_branch = staging_branch_name(self.identity);
         let staged_commit = self.timed(Phase::Stage, |run| {
             run.check_cancel(Phase::Stage)?;
@@ -451,12 +483,26 @@ pub fn run_attempt(
     input: &Value,
     env: &AttemptEnv<'_>,
 ) -> AttemptReport {
+    run_attempt_observed(task, identity, input, env, &NoObserver)
+}
+
+/// [`run_attempt`], telling `observer` about phases and giving the body its recorder.
+pub fn run_attempt_observed(
+    task: &Task,
+    identity: &AttemptIdentity,
+    input: &Value,
+    env: &AttemptEnv<'_>,
+    observer: &dyn AttemptObserver,
+) -> AttemptReport {
     let owner_token = new_owner_token();
     let _owner = env.owners.register(owner_token.clone());
     let mut run = Run {
         task,
         identity,
         env,
+        observer,
+        download_bytes: None,
+        upload_bytes: None,
         timings: Vec::new(),
         changes: None,
         staging_created: None,
@@ -496,6 +542,8 @@ pub fn run_attempt(
         changes: run.changes,
         reason_original_chars,
         cleanup_errors,
+        download_bytes: run.download_bytes,
+        upload_bytes: run.upload_bytes,
     }
 }
 

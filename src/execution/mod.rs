@@ -11,7 +11,10 @@ pub mod local;
 pub mod staging;
 pub mod store;
 
-pub use attempt::{AttemptEnv, AttemptReport, run_attempt, undecodable_task_report};
+pub use attempt::{
+    AttemptEnv, AttemptObserver, AttemptReport, NoObserver, run_attempt, run_attempt_observed,
+    undecodable_task_report,
+};
 pub use local::LocalDirStore;
 pub use store::{
     AttemptFence, FenceError, NoFence, StageRequest, StoreError, WorkspaceRef, WorkspaceStore,

@@ -134,6 +134,50 @@ pub fn write_json_line(
     out.write_all(&buf)
 }
 
+/// Renders one record as one readable line (with the trailing newline) for stderr:
+/// `<time> <LEVEL> <message> worker_id=<id> <key>=<value>…`, where the keys are the
+/// record's structured fields in order. A value that is not a bare word is written as a JSON
+/// string, so quotes, spaces and newlines stay on one line.
+pub fn text_line(
+    ctx: &LineContext,
+    time: DateTime<FixedOffset>,
+    thread: &str,
+    record: &Record<'_>,
+) -> String {
+    let json = record_to_json(ctx, time, thread, record);
+    let mut line = String::with_capacity(160);
+    let field = |key: &str| json.get(key).and_then(Value::as_str).unwrap_or("");
+    line.push_str(field("time"));
+    line.push(' ');
+    line.push_str(&format!("{:<5}", record.level().as_str()));
+    line.push(' ');
+    line.push_str(field("message"));
+    line.push_str(" worker_id=");
+    push_text_value(&mut line, &Value::String(ctx.worker_id.clone()));
+    for (key, value) in json.iter().skip(RESERVED_KEYS.len()) {
+        line.push(' ');
+        line.push_str(key);
+        line.push('=');
+        push_text_value(&mut line, value);
+    }
+    line.push('\n');
+    line
+}
+
+fn push_text_value(line: &mut String, value: &Value) {
+    match value {
+        Value::String(text)
+            if !text.is_empty()
+                && text.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '+' | '@')
+                }) =>
+        {
+            line.push_str(text);
+        }
+        other => line.push_str(&other.to_string()),
+    }
+}
+
 /// Adds each structured key-value of a record to the line map.
 struct FieldCollector<'a> {
     line: &'a mut Map<String, Value>,
@@ -253,6 +297,30 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("invalid JSON line: {e}"),
         }
+    }
+
+    #[test]
+    fn text_lines_are_one_readable_line_with_the_key_fields() {
+        let kvs: [(&str, &str); 3] = [
+            ("task_id", "t-1"),
+            ("status", "FAILED"),
+            ("reason", "lakeFS said \"no\"\nthen more"),
+        ];
+        let line = text_line(
+            &ctx(),
+            time(),
+            "worker-1",
+            &Record::builder()
+                .level(Level::Warn)
+                .args(format_args!("attempt finished"))
+                .key_values(&kvs)
+                .build(),
+        );
+        assert_eq!(
+            line,
+            "2025-01-02T11:04:05.678+08:00 WARN  attempt finished worker_id=featuresBuild0001 \
+             task_id=t-1 status=FAILED reason=\"lakeFS said \\\"no\\\"\\nthen more\"\n"
+        );
     }
 
     #[test]

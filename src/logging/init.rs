@@ -19,7 +19,8 @@ use flexi_logger::{DeferredNow, FlexiLoggerError, Logger, LoggerHandle};
 use log::{LevelFilter, Record};
 use parking_lot::Mutex;
 
-use super::format::{LineContext, LogRole, write_json_line};
+use super::format::{LineContext, LogRole, text_line, write_json_line};
+use crate::config::LogFormat;
 use super::path::{LOG_UTC_OFFSET, log_file_path, rotated_file_path};
 use super::retention::sweep_retention;
 
@@ -130,6 +131,16 @@ impl std::fmt::Debug for LoggingGuard {
 ///
 /// Can succeed once per process: a second call fails with [`LoggingError::Install`].
 pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError> {
+    init_logging_with_stderr(settings, None)
+}
+
+/// [`init_logging`], also writing every record that passes the level filter to stderr in
+/// `stderr` format (SPEC §15: `perago start` in every role). The file keeps its path,
+/// rotation and fields either way.
+pub fn init_logging_with_stderr(
+    settings: &LogSettings,
+    stderr: Option<LogFormat>,
+) -> Result<LoggingGuard, LoggingError> {
     let started = Utc::now().with_timezone(&LOG_UTC_OFFSET).fixed_offset();
     let log_file = log_file_path(
         &settings.log_root,
@@ -144,7 +155,8 @@ pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError
         role: settings.role,
     };
     let existed = log_file.exists();
-    let writer = JsonFileWriter::open(log_file.clone(), ctx, settings.max_size)?;
+    let mut writer = JsonFileWriter::open(log_file.clone(), ctx, settings.max_size)?;
+    writer.stderr = stderr;
     let handle = match Logger::with(settings.level)
         .log_to_writer(Box::new(writer))
         .start()
@@ -183,6 +195,8 @@ pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError
 /// different threads never interleave and two threads never both rotate.
 pub(crate) struct JsonFileWriter {
     ctx: LineContext,
+    /// Also write each record to stderr, in this format.
+    stderr: Option<LogFormat>,
     max_size: u64,
     live_path: PathBuf,
     live: Mutex<LiveFile>,
@@ -219,6 +233,7 @@ impl JsonFileWriter {
         let bytes = file.metadata().map_err(open_error)?.len();
         Ok(Self {
             ctx,
+            stderr: None,
             max_size,
             live: Mutex::new(LiveFile {
                 file,
@@ -269,6 +284,17 @@ impl JsonFileWriter {
     }
 }
 
+/// Writes one record to stderr in one `write` call (lines from threads and from children
+/// sharing the stream never interleave mid-line). A failed stderr write is ignored: the file
+/// still has the record.
+pub(crate) fn write_stderr(format: LogFormat, json_line: &[u8], text: impl FnOnce() -> String) {
+    let mut stderr = io::stderr().lock();
+    let _ = match format {
+        LogFormat::Json => stderr.write_all(json_line),
+        LogFormat::Text => stderr.write_all(text().as_bytes()),
+    };
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -280,6 +306,9 @@ impl LogWriter for JsonFileWriter {
         let thread = current.name().unwrap_or("unnamed");
         let mut line = Vec::with_capacity(256);
         write_json_line(&mut line, &self.ctx, time, thread, record)?;
+        if let Some(format) = self.stderr {
+            write_stderr(format, &line, || text_line(&self.ctx, time, thread, record));
+        }
         self.append_line(&line)
     }
 

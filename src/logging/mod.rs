@@ -6,6 +6,8 @@
 //! - [`format`](mod@format): one `log::Record` → one JSON object per line, with structured key-values.
 //! - [`init`]: [`init_logging`] installs the global logger with size rotation.
 //! - [`panic`]: the panic hook that logs panics as records (with the attempt's identity).
+//! - [`repeat`]: [`RepeatLimiter`](repeat::RepeatLimiter), the outage log rule.
+//! - [`stderr`](mod@stderr): the stderr-only logger of `perago run`.
 //! - [`retention`]: [`sweep_retention`] deletes expired rotated files.
 //!
 //! Callers log with the `log` macros and structured fields, e.g.
@@ -17,9 +19,11 @@ pub mod format;
 pub mod init;
 pub mod panic;
 pub mod path;
+pub mod repeat;
 pub mod retention;
+pub mod stderr;
 
 pub use format::LogRole;
-pub use init::{LogSettings, LoggingError, init_logging};
+pub use init::{LogSettings, LoggingError, init_logging, init_logging_with_stderr};
 pub use path::{parse_log_file_name, worker_log_dir};
 pub use retention::sweep_retention;

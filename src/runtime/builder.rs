@@ -16,6 +16,8 @@ use super::error::RuntimeError;
 use super::fence::ConductorFence;
 use super::gc_timer::{GcTimer, LogPruning, sweep_workspaces};
 use super::handle::{Running, RuntimeHandle, Threads};
+use super::health::{Health, InFlight};
+use super::observed::ObservedConductor;
 use super::lease::LeaseKeeper;
 use super::poller::Poller;
 use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
@@ -25,6 +27,8 @@ use super::worker::{Shared, Worker};
 use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
+use crate::metrics::Metrics;
+use crate::metrics::otlp::Exporter;
 use crate::task::Task;
 use crate::util::backoff::{Backoff, RetryPolicy};
 use crate::workspace::{LiveOwners, LockOwner, acquire_workspace_lock};
@@ -45,6 +49,10 @@ pub mod defaults {
         Backoff::new(Duration::from_millis(500), Duration::from_secs(8));
     /// How long cancelled attempts get to end before they are abandoned.
     pub const FORCE_GRACE: Duration = Duration::from_secs(5);
+    /// How long past the long-poll wait a poll may run before `/livez` calls the poll loop
+    /// wedged: comfortably above the client's own poll deadline (wait + 5 s slack, 5 s
+    /// connect), so only a poll that escaped its timeout trips it.
+    pub const POLL_LIVENESS_SLACK: Duration = Duration::from_secs(20);
 }
 
 /// The entry point of the thread runtime: see [`Runtime::builder`].
@@ -87,6 +95,8 @@ impl Runtime {
                 backoff: defaults::UPDATE_BACKOFF,
             },
             force_grace: defaults::FORCE_GRACE,
+            metrics: None,
+            poll_liveness_bound: None,
         }
     }
 }
@@ -110,6 +120,8 @@ pub struct RuntimeBuilder {
     poll_error_backoff: Backoff,
     update_retry: RetryPolicy,
     force_grace: Duration,
+    metrics: Option<Metrics>,
+    poll_liveness_bound: Option<Duration>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -220,6 +232,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The metrics registry to record into (default: a new one for this task). Passing one
+    /// lets a host read it before the runtime starts or share it with its own listener.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// How long a poll may run before liveness fails (default: the poll wait plus 20 s).
+    pub fn poll_liveness_bound(mut self, bound: Duration) -> Self {
+        self.poll_liveness_bound = Some(bound);
+        self
+    }
+
     /// Starts the runtime: lock and sweep the workspace root (when owned), then the `signal`
     /// (when enabled), `lease`, `gc`, `worker-N` and `poller` threads.
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
@@ -237,6 +262,24 @@ impl RuntimeBuilder {
                 },
             )),
         };
+        let observability = config.observability();
+        let metrics = self.metrics.unwrap_or_else(|| {
+            Metrics::new(
+                self.task.name(),
+                self.task.metrics(),
+                observability.instance_id.clone(),
+            )
+        });
+        let health = Arc::new(Health::new(
+            self.poll_liveness_bound
+                .unwrap_or(self.poll_wait + defaults::POLL_LIVENESS_SLACK),
+        ));
+        let in_flight = Arc::new(InFlight::default());
+        let api: Arc<dyn ConductorApi> = Arc::new(ObservedConductor::new(
+            api,
+            metrics.clone(),
+            Arc::clone(&health),
+        ));
         let worker_id = worker_id(config);
         let workspace_root = config.workspace_root().to_path_buf();
         let owners = self.owners.unwrap_or_default();
@@ -333,7 +376,13 @@ impl RuntimeBuilder {
             counters: Arc::clone(&counters),
             update_retry: self.update_retry,
             task_log: Some(shipper),
+            metrics: metrics.clone(),
+            health: Arc::clone(&health),
+            in_flight: Arc::clone(&in_flight),
+            busy: Default::default(),
+            update_failures: Default::default(),
         });
+        metrics.set_busy(0);
         for index in 1..=self.threads {
             let name = format!("worker-{index}");
             let worker = Worker {
@@ -370,8 +419,20 @@ impl RuntimeBuilder {
                 self.poll_interval,
             ),
             error_backoff: self.poll_error_backoff,
+            health: Arc::clone(&health),
+            metrics: metrics.clone(),
         };
         startup.threads.poller = Some(spawn("poller", move || poller.run())?);
+        if let Some(otlp) = &observability.metrics {
+            let exporter = Exporter::new(otlp.clone(), metrics.clone());
+            let thread = exporter
+                .spawn(shutdown.halt_token())
+                .map_err(|source| RuntimeError::Spawn {
+                    thread: "metrics-export".to_owned(),
+                    source,
+                })?;
+            startup.threads.exporter = Some(thread);
+        }
 
         log::info!(
             worker_id = worker_id.as_str(),
@@ -384,6 +445,11 @@ impl RuntimeBuilder {
         Ok(RuntimeHandle {
             shutdown,
             counters,
+            metrics,
+            health,
+            in_flight,
+            task_name: self.task.name().to_owned(),
+            threads: self.threads,
             worker_id,
             running: Some(Running {
                 threads: startup.disarm(),
@@ -447,6 +513,7 @@ impl Drop for Startup {
                 threads.lease.is_some(),
                 threads.gc.is_some(),
                 threads.task_log.is_some(),
+                threads.exporter.is_some(),
             ]
             .into_iter()
             .filter(|started| *started)

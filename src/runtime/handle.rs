@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, at, never, select};
 
 use super::counters::{Counters, CountersSnapshot};
+use super::health::{Dependency, Health, InFlight, UNREACHABLE_AFTER};
+use crate::metrics::Metrics;
 use super::gc_timer::sweep_workspaces;
 use super::shutdown::{Shutdown, ShutdownReason};
 use super::signals::SignalWatcher;
@@ -32,6 +34,8 @@ pub struct RuntimeExit {
     pub abandoned_attempts: u64,
     /// The counters at the end.
     pub counters: CountersSnapshot,
+    /// From the shutdown request to the end of the drain (`None` if it never started).
+    pub drain: Option<Duration>,
 }
 
 impl RuntimeExit {
@@ -39,6 +43,63 @@ impl RuntimeExit {
     pub fn is_clean(&self) -> bool {
         self.abandoned_attempts == 0 && !self.runtime_failure
     }
+}
+
+/// The probes' verdict: empty lists mean live and ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Why `/livez` fails (a wedged poll loop, a dead runtime thread).
+    pub not_live: Vec<String>,
+    /// Why `/readyz` fails (paused, draining, a dependency unreachable for 30 s).
+    pub not_ready: Vec<String>,
+}
+
+impl Probe {
+    /// Whether the process is live.
+    pub fn is_live(&self) -> bool {
+        self.not_live.is_empty()
+    }
+
+    /// Whether the process should get work.
+    pub fn is_ready(&self) -> bool {
+        self.not_live.is_empty() && self.not_ready.is_empty()
+    }
+}
+
+/// One attempt in flight, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightStatus {
+    /// Conductor `taskId`.
+    pub task_id: String,
+    /// Conductor `workflowInstanceId`.
+    pub workflow_instance_id: String,
+    /// Current phase (`input`, `download`, `body`, …, `report`).
+    pub phase: &'static str,
+    /// Time since it started on its worker.
+    pub age: Duration,
+}
+
+/// A runtime's state at one moment (`GET /status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    /// The worker id.
+    pub worker_id: String,
+    /// The task served.
+    pub task_name: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// Whether polling is paused.
+    pub paused: bool,
+    /// Whether shutdown has started.
+    pub draining: bool,
+    /// `/livez`.
+    pub live: bool,
+    /// `/readyz`.
+    pub ready: bool,
+    /// The counters.
+    pub counters: CountersSnapshot,
+    /// Attempts running now, oldest first.
+    pub in_flight: Vec<InFlightStatus>,
 }
 
 /// The runtime's threads, kept so they can be joined.
@@ -49,6 +110,8 @@ pub(crate) struct Threads {
     pub(crate) lease: Option<JoinHandle<()>>,
     pub(crate) gc: Option<JoinHandle<()>>,
     pub(crate) task_log: Option<JoinHandle<()>>,
+    /// OTLP export; ends (after a final export) on halt.
+    pub(crate) exporter: Option<JoinHandle<()>>,
     pub(crate) signals: Option<SignalWatcher>,
 }
 
@@ -64,6 +127,7 @@ impl Threads {
             self.lease.take(),
             self.gc.take(),
             self.task_log.take(),
+            self.exporter.take(),
         ]
         .into_iter()
         .flatten()
@@ -100,6 +164,11 @@ pub(crate) struct Running {
 pub struct RuntimeHandle {
     pub(crate) shutdown: Shutdown,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) metrics: Metrics,
+    pub(crate) health: Arc<Health>,
+    pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) task_name: String,
+    pub(crate) threads: usize,
     pub(crate) worker_id: String,
     pub(crate) running: Option<Running>,
 }
@@ -136,6 +205,46 @@ impl RuntimeHandle {
         &self.worker_id
     }
 
+    /// The process's metrics registry (the one `/metrics` and OTLP export read).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A cloneable view of this runtime for another thread (the admin listener).
+    pub fn view(&self) -> RuntimeView {
+        RuntimeView {
+            shutdown: self.shutdown.clone(),
+            counters: Arc::clone(&self.counters),
+            metrics: self.metrics.clone(),
+            health: Arc::clone(&self.health),
+            in_flight: Arc::clone(&self.in_flight),
+            task_name: self.task_name.clone(),
+            threads: self.threads,
+            worker_id: self.worker_id.clone(),
+        }
+    }
+
+    /// Stops polling until [`resume`](Self::resume); attempts in flight carry on. Returns
+    /// whether this call paused it.
+    pub fn pause(&self) -> bool {
+        self.view().pause()
+    }
+
+    /// Resumes polling after [`pause`](Self::pause). Returns whether it was paused.
+    pub fn resume(&self) -> bool {
+        self.view().resume()
+    }
+
+    /// The probes' view of this runtime now.
+    pub fn probe(&self) -> Probe {
+        self.view().probe()
+    }
+
+    /// What `/status` reports: identity, state, counters and every attempt in flight.
+    pub fn status(&self) -> RuntimeStatus {
+        self.view().status()
+    }
+
     /// The most severe shutdown reason so far, `None` while running.
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
         self.shutdown.reason()
@@ -152,6 +261,7 @@ impl RuntimeHandle {
             return self.exit(0);
         };
         self.shutdown.drain_token().wait();
+        let drain_started = Instant::now();
 
         let mut forced_at = self.shutdown.is_forced().then(Instant::now);
         let abandoned = loop {
@@ -203,13 +313,15 @@ impl RuntimeHandle {
             );
         }
         drop(running.lock.take());
-        let exit = self.exit(abandoned);
+        let mut exit = self.exit(abandoned);
+        exit.drain = Some(drain_started.elapsed());
         log::info!(
             reason = exit.reason.map_or("none", ShutdownReason::as_str),
             forced = exit.forced,
             abandoned_attempts = exit.abandoned_attempts,
             completed = exit.counters.completed,
-            failed = exit.counters.failed;
+            failed = exit.counters.failed,
+            lost = exit.counters.updates_lost;
             "runtime stopped"
         );
         exit
@@ -222,6 +334,7 @@ impl RuntimeHandle {
             runtime_failure: self.shutdown.had_runtime_failure(),
             abandoned_attempts: abandoned,
             counters: self.counters.snapshot(),
+            drain: None,
         }
     }
 }
@@ -232,4 +345,123 @@ impl Drop for RuntimeHandle {
             self.shutdown.request(ShutdownReason::Requested);
         }
     }
+}
+
+/// What another thread may see and do of a running runtime: probes, status, pause, resume
+/// and drain (see [`RuntimeHandle::view`]).
+///
+/// # Threads and cloning
+/// Clones share the runtime's state; every method may be called from any thread, also after
+/// the runtime stopped (it then reports draining).
+#[derive(Clone)]
+pub struct RuntimeView {
+    shutdown: Shutdown,
+    counters: Arc<Counters>,
+    metrics: Metrics,
+    health: Arc<Health>,
+    in_flight: Arc<InFlight>,
+    task_name: String,
+    threads: usize,
+    worker_id: String,
+}
+
+impl std::fmt::Debug for RuntimeView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeView")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeView {
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Starts the drain, as SIGTERM does (a second request escalates like a second signal).
+    pub fn drain(&self) {
+        self.shutdown.request(ShutdownReason::Signal);
+    }
+
+    /// Stops polling until [`resume`](Self::resume); attempts in flight carry on. Returns
+    /// whether this call paused it.
+    pub fn pause(&self) -> bool {
+        let changed = self.health.pause();
+        if changed {
+            log::info!("polling paused");
+        }
+        changed
+    }
+
+    /// Resumes polling after [`pause`](Self::pause). Returns whether it was paused.
+    pub fn resume(&self) -> bool {
+        let changed = self.health.resume();
+        if changed {
+            log::info!("polling resumed");
+        }
+        changed
+    }
+
+    /// The probes' view of this runtime now.
+    pub fn probe(&self) -> Probe {
+        let now = Instant::now();
+        let mut not_live = Vec::new();
+        if let Some(over) = self.health.wedged_for(now) {
+            not_live.push(format!(
+                "poll loop wedged: a poll has run {} ms past its {} ms bound",
+                over.as_millis(),
+                self.health.poll_bound().as_millis()
+            ));
+        }
+        if self.shutdown.had_runtime_failure() {
+            not_live.push("a runtime thread failed".to_owned());
+        }
+        let mut not_ready = Vec::new();
+        if self.health.is_paused() {
+            not_ready.push("paused".to_owned());
+        }
+        if self.shutdown.is_requested() {
+            not_ready.push("draining".to_owned());
+        }
+        for (dependency, name) in [(Dependency::Conductor, "Conductor"), (Dependency::Lakefs, "lakeFS")] {
+            if let Some(down) = self.health.unreachable_for(dependency, now)
+                && down >= UNREACHABLE_AFTER
+            {
+                not_ready.push(format!("{name} unreachable for {} s", down.as_secs()));
+            }
+        }
+        Probe {
+            not_live,
+            not_ready,
+        }
+    }
+
+    /// What `/status` reports: identity, state, counters and every attempt in flight.
+    pub fn status(&self) -> RuntimeStatus {
+        let now = Instant::now();
+        let probe = self.probe();
+        RuntimeStatus {
+            worker_id: self.worker_id.clone(),
+            task_name: self.task_name.clone(),
+            threads: self.threads,
+            paused: self.health.is_paused(),
+            draining: self.shutdown.is_requested(),
+            live: probe.is_live(),
+            ready: probe.is_ready(),
+            counters: self.counters.snapshot(),
+            in_flight: self
+                .in_flight
+                .list()
+                .into_iter()
+                .map(|attempt| InFlightStatus {
+                    task_id: attempt.task_id,
+                    workflow_instance_id: attempt.workflow_instance_id,
+                    phase: attempt.phase,
+                    age: now.saturating_duration_since(attempt.started),
+                })
+                .collect(),
+        }
+    }
+
 }

@@ -24,6 +24,8 @@
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
 //! - `identity`: [`attempt_identity`], a polled task's domain identity.
 //! - [`counters`]: the live counters (delays come from `util::backoff`).
+//! - [`health`]: liveness, readiness and pause state, and the in-flight table (probes).
+//! - [`observed`]: the Conductor decorator that feeds metrics and readiness.
 //! - [`error`](mod@error): [`RuntimeError`].
 
 pub mod builder;
@@ -33,7 +35,9 @@ pub mod fence;
 mod gc_timer;
 pub mod handle;
 mod identity;
+pub mod health;
 pub mod lease;
+pub mod observed;
 mod poller;
 pub mod shutdown;
 mod signals;
@@ -47,6 +51,6 @@ pub use builder::{Runtime, RuntimeBuilder};
 pub use counters::CountersSnapshot;
 pub use error::RuntimeError;
 pub use fence::ConductorFence;
-pub use handle::{RuntimeExit, RuntimeHandle};
+pub use handle::{InFlightStatus, Probe, RuntimeExit, RuntimeHandle, RuntimeStatus, RuntimeView};
 pub use identity::attempt_identity;
 pub use shutdown::ShutdownReason;

@@ -10,15 +10,23 @@
 //! is a `select!` with the drain signal, so polling stops the moment shutdown starts; tasks
 //! already received are still dispatched. Dropping the job sender on exit is what tells the
 //! workers there is no more work.
+//!
+//! While paused (`POST /pause`) the poller waits for a resume or the drain signal and polls
+//! nothing. Each poll is stamped in [`Health`] for liveness. During an outage the first
+//! failure is logged, then a summary at most every 30 s, then the recovery.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, select};
 
 use super::counters::Counters;
+use super::health::Health;
+use super::observed::exception_kind;
 use super::shutdown::PanicGuard;
 use crate::conductor::{ConductorApi, PolledTask};
+use crate::logging::repeat::{Repeat, RepeatLimiter};
+use crate::metrics::Metrics;
 use crate::task::CancelToken;
 use crate::util::backoff::Backoff;
 use crate::util::error_chain;
@@ -44,6 +52,9 @@ pub(crate) struct Poller {
     pub(crate) batch_size: Option<std::num::NonZeroUsize>,
     pub(crate) empty_backoff: Backoff,
     pub(crate) error_backoff: Backoff,
+    /// Liveness stamps, pause state.
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Metrics,
 }
 
 /// How far to take off error delays at random.
@@ -55,7 +66,16 @@ impl Poller {
         let mut free = 0usize;
         let mut empty_delays = self.empty_backoff.iter();
         let mut error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
+        let mut failures = RepeatLimiter::default();
         loop {
+            if self.health.is_paused() {
+                self.metrics.poll_paused();
+                select! {
+                    recv(self.health.wake()) -> _ => {},
+                    recv(self.drain.receiver()) -> _ => return,
+                }
+                continue;
+            }
             if free == 0 {
                 select! {
                     recv(self.slots) -> permit => match permit {
@@ -70,13 +90,29 @@ impl Poller {
                 return;
             }
             let count = self.batch_size.map_or(free, |cap| free.min(cap.get()));
-            match self.api.poll_batch(
+            self.health.poll_started();
+            let started = Instant::now();
+            let polled = self.api.poll_batch(
                 &self.task_type,
                 self.domain.as_deref(),
                 &self.worker_id,
                 count,
                 self.wait,
-            ) {
+            );
+            self.health.poll_finished();
+            self.metrics.poll_done(
+                started.elapsed(),
+                polled.as_ref().map(Vec::len).map_err(exception_kind),
+            );
+            if polled.is_ok()
+                && let Some(failed) = failures.success()
+            {
+                log::info!(
+                    task_type = self.task_type.as_str(), failed_polls = failed;
+                    "polling recovered"
+                );
+            }
+            match polled {
                 Ok(tasks) if tasks.is_empty() => {
                     error_delays = self.error_backoff.jittered(ERROR_JITTER, fastrand::u64(..));
                     let delay = empty_delays.next().unwrap_or(self.empty_backoff.max);
@@ -102,12 +138,23 @@ impl Poller {
                 Err(error) => {
                     Counters::inc(&self.counters.poll_errors);
                     let delay = error_delays.next().unwrap_or(self.error_backoff.max);
-                    log::warn!(
-                        task_type = self.task_type.as_str(),
-                        error = error_chain(&error).as_str(),
-                        retry_in_ms = delay.as_millis() as u64;
-                        "poll failed"
-                    );
+                    match failures.failure(Instant::now()) {
+                        Repeat::First => log::warn!(
+                            task_type = self.task_type.as_str(),
+                            error = error_chain(&error).as_str(),
+                            retry_in_ms = delay.as_millis() as u64;
+                            "poll failed"
+                        ),
+                        Repeat::Summary { suppressed, over } => log::warn!(
+                            task_type = self.task_type.as_str(),
+                            error = error_chain(&error).as_str(),
+                            failures = suppressed,
+                            over_s = over.as_secs(),
+                            retry_in_ms = delay.as_millis() as u64;
+                            "poll still failing"
+                        ),
+                        Repeat::Quiet => {}
+                    }
                     if !self.pause(delay) {
                         return;
                     }

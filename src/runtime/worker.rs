@@ -15,15 +15,22 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, select};
 use log::kv::{self, Key, Source, Value, VisitSource};
 
+use parking_lot::Mutex;
+
 use super::counters::Counters;
 use super::fence::ConductorFence;
 use super::identity::attempt_identity;
+use super::health::{Dependency, Health, InFlight, InFlightGuard};
 use super::lease::{Leases, lease_interval};
+use super::observed::exception_kind;
 use super::shutdown::{PanicGuard, Shutdown};
 use crate::conductor::{ConductorApi, PolledTask, TaskUpdate};
 use crate::execution::{
-    AttemptEnv, AttemptReport, WorkspaceStore, run_attempt, undecodable_task_report,
+    AttemptEnv, AttemptObserver, AttemptReport, WorkspaceStore, run_attempt_observed,
+    undecodable_task_report,
 };
+use crate::logging::repeat::{Repeat, RepeatLimiter};
+use crate::metrics::{MetricRecorder, Metrics, WorkspaceOp};
 use crate::result::{Phase, TaskStatus};
 use crate::task::{AttemptIdentity, Task};
 use crate::util::backoff::RetryPolicy;
@@ -46,6 +53,43 @@ pub(crate) struct Shared {
     pub(crate) update_retry: RetryPolicy,
     /// Ships `ctx.log()` lines to Conductor's task log.
     pub(crate) task_log: Option<Arc<super::task_log::Shipper>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) health: Arc<Health>,
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Workers running an attempt now (`active_workers`, `runtime.busy_slots`).
+    pub(crate) busy: std::sync::atomic::AtomicU64,
+    /// Result update failures across workers, for the outage log rule.
+    pub(crate) update_failures: Mutex<RepeatLimiter>,
+}
+
+/// Tells `/status` which phase an attempt is in and gives the body its recorder.
+struct Observer<'a> {
+    guard: &'a InFlightGuard<'a>,
+    recorder: MetricRecorder,
+}
+
+impl AttemptObserver for Observer<'_> {
+    fn phase(&self, phase: Phase) {
+        self.guard.set_phase(phase.as_str());
+    }
+
+    fn recorder(&self) -> MetricRecorder {
+        self.recorder.clone()
+    }
+}
+
+/// Counts bytes written, to size an output without keeping it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One worker thread's state.
@@ -85,13 +129,18 @@ impl Worker {
             // Nothing to run: report the decode error so Conductor fails (and retries) this
             // task instead of timing it out, and move on.
             let report = undecodable_task_report(reason, shared.failure_reason_max_length);
-            return self.finish(&identity, &task, report, started);
+            return self.finish(&identity, &task, report, started, None);
         }
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
             self.leases
                 .start(&task.task_id, &task.workflow_instance_id, interval);
         }
+        let guard = shared
+            .in_flight
+            .start(&task.task_id, &task.workflow_instance_id);
+        let busy = shared.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        shared.metrics.attempt_started(busy);
         let cancel = shared.shutdown.register_attempt();
         let env = AttemptEnv {
             workspace_root: &shared.workspace_root,
@@ -103,13 +152,20 @@ impl Worker {
             task_log: shared.task_log.as_ref().map(|s| s.sink(&task.task_id)),
             previous_output: Some(&task.output_data),
         };
-        let report = run_attempt(&shared.task, &identity, &task.input_data, &env);
+        let observer = Observer {
+            guard: &guard,
+            recorder: shared.metrics.recorder(),
+        };
+        let report =
+            run_attempt_observed(&shared.task, &identity, &task.input_data, &env, &observer);
         drop(cancel);
+        let busy = shared.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+        shared.metrics.set_busy(busy);
         // The lease must end before the result is sent, or a late heartbeat could race it.
         if interval.is_some() {
             self.leases.stop(&task.task_id);
         }
-        self.finish(&identity, &task, report, started)
+        self.finish(&identity, &task, report, started, Some(guard))
     }
 
     /// Counts, logs and reports a finished attempt; returns the next task if update-v2 handed
@@ -120,6 +176,7 @@ impl Worker {
         task: &PolledTask,
         report: AttemptReport,
         started: Instant,
+        guard: Option<InFlightGuard<'_>>,
     ) -> Option<PolledTask> {
         let shared = &*self.shared;
         let status = report.result.status;
@@ -131,10 +188,15 @@ impl Worker {
             }
         }
         log_summary(identity, task, &report, started.elapsed(), shared);
+        record_metrics(&report, started.elapsed(), shared);
 
+        if let Some(guard) = &guard {
+            guard.set_phase("report");
+        }
         let fetch_next = !shared.shutdown.is_requested();
         let update = TaskUpdate::result(task, &shared.worker_id, report.result);
         let next = self.report(identity, &update, fetch_next);
+        drop(guard);
         if next.is_some() {
             Counters::inc(&shared.counters.polled);
         } else {
@@ -155,6 +217,7 @@ impl Worker {
         let halt = shared.shutdown.halt_token();
         let mut delays = shared.update_retry.delays();
         let mut tries = 0u32;
+        let started = Instant::now();
         let error = loop {
             tries += 1;
             // A forced runtime stops waiting for Conductor once the grace is over.
@@ -163,19 +226,38 @@ impl Worker {
                 shared.api.update(update, fetch_next)
             };
             match sent {
-                Ok(next) => return next,
+                Ok(next) => {
+                    shared.metrics.update_done(started.elapsed(), Ok(()));
+                    if let Some(failed) = shared.update_failures.lock().success() {
+                        log::info!(failed_updates = failed; "result updates recovered");
+                    }
+                    return next;
+                }
                 Err(error) if error.is_retryable() => {
                     let Some(delay) = delays.next() else {
                         break error;
                     };
                     Counters::inc(&shared.counters.update_retries);
-                    log::warn!(
-                        task_id = identity.task_id.as_str(),
-                        execution_id = identity.execution_id.as_str(),
-                        error = error_chain(&error).as_str(),
-                        retry_in_ms = delay.as_millis() as u64;
-                        "result update failed; retrying"
-                    );
+                    let repeat = shared.update_failures.lock().failure(Instant::now());
+                    match repeat {
+                        Repeat::First => log::warn!(
+                            task_id = identity.task_id.as_str(),
+                            execution_id = identity.execution_id.as_str(),
+                            error = error_chain(&error).as_str(),
+                            retry_in_ms = delay.as_millis() as u64;
+                            "result update failed; retrying"
+                        ),
+                        Repeat::Summary { suppressed, over } => log::warn!(
+                            task_id = identity.task_id.as_str(),
+                            execution_id = identity.execution_id.as_str(),
+                            error = error_chain(&error).as_str(),
+                            failures = suppressed,
+                            over_s = over.as_secs(),
+                            retry_in_ms = delay.as_millis() as u64;
+                            "result updates still failing; retrying"
+                        ),
+                        Repeat::Quiet => {}
+                    }
                     select! {
                         recv(halt.receiver()) -> _ => break error,
                         recv(after(delay)) -> _ => {}
@@ -185,6 +267,10 @@ impl Worker {
             }
         };
         Counters::inc(&shared.counters.updates_lost);
+        shared
+            .metrics
+            .update_done(started.elapsed(), Err(exception_kind(&error)));
+        shared.metrics.update_lost();
         log::error!(
             task_id = identity.task_id.as_str(),
             workflow_instance_id = identity.workflow_instance_id.as_str(),
@@ -224,6 +310,8 @@ struct AttemptSummary<'a> {
     poll_count: u32,
     status: &'static str,
     failed_phase: Option<&'static str>,
+    /// The reason sent to Conductor (already truncated), when not completed.
+    reason: Option<&'a str>,
     /// Milliseconds per phase, in first-seen order (a phase that ran twice, like the attempt
     /// fence, is summed).
     phases: Vec<(&'static str, f64)>,
@@ -252,6 +340,9 @@ impl Source for AttemptSummary<'_> {
         visitor.visit_pair(Key::from_str("status"), Value::from(self.status))?;
         if let Some(phase) = self.failed_phase {
             visitor.visit_pair(Key::from_str("phase"), Value::from(phase))?;
+        }
+        if let Some(reason) = self.reason {
+            visitor.visit_pair(Key::from_str("reason"), Value::from(reason))?;
         }
         for (key, ms) in &self.phases {
             visitor.visit_pair(Key::from_str(key), Value::from(*ms))?;
@@ -308,6 +399,7 @@ fn log_summary(
         poll_count: task.poll_count,
         status: report.result.status.as_str(),
         failed_phase: report.failed_phase.map(Phase::as_str),
+        reason: report.result.reason.as_deref(),
         phases: phases
             .into_iter()
             .map(|(key, d)| (key, millis(d)))
@@ -329,4 +421,58 @@ fn log_summary(
             .args(format_args!("attempt finished"))
             .build(),
     );
+}
+
+/// Feeds one finished attempt into the metrics registry and the readiness state.
+fn record_metrics(report: &AttemptReport, elapsed: Duration, shared: &Shared) {
+    let metrics = &shared.metrics;
+    let output_bytes = report.result.output.as_ref().map(|output| {
+        let mut count = ByteCount(0);
+        let _ = serde_json::to_writer(&mut count, output);
+        count.0
+    });
+    metrics.attempt_finished(
+        report.result.status,
+        report.failed_phase,
+        &report.timings,
+        elapsed,
+        output_bytes,
+    );
+    let mut touched_lakefs = false;
+    for (phase, duration) in &report.timings {
+        let (op, bytes) = match phase {
+            Phase::Download => (WorkspaceOp::Download, report.download_bytes),
+            Phase::Stage => (WorkspaceOp::Upload, report.upload_bytes),
+            Phase::Publish => (WorkspaceOp::Publish, None),
+            _ => continue,
+        };
+        touched_lakefs = true;
+        let failed_here = report.failed_phase == Some(*phase);
+        metrics.workspace_io(op, *duration, if failed_here { None } else { bytes });
+    }
+    let store_failure = matches!(
+        report.failed_phase,
+        Some(Phase::Download | Phase::Stage | Phase::Publish)
+    );
+    if shared.task.is_workspace_task() && touched_lakefs {
+        shared.health.record(Dependency::Lakefs, !store_failure);
+    }
+    let writable = shared
+        .task
+        .workspace()
+        .is_some_and(|spec| !spec.is_read_only());
+    if writable {
+        let outcome = match (report.result.status, report.failed_phase) {
+            (TaskStatus::Completed, _) => match &report.changes {
+                Some(changes) if !changes.is_empty() => Some("published"),
+                _ => Some("noop"),
+            },
+            (_, Some(Phase::Stage | Phase::Publish)) => Some("failed"),
+            (_, Some(Phase::AttemptFence)) => Some("fenced"),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            metrics.publication(outcome);
+        }
+    }
 }

@@ -29,6 +29,9 @@ pub const CHILD_SUBCOMMAND: &str = "__perago-child";
 /// checks against its parent (see [`die_with_parent`](super::die_with_parent)).
 pub const SUPERVISOR_PID_ARG: &str = "supervisor-pid";
 
+/// The hidden child option naming the file the child writes its admin address to.
+pub const ADMIN_FILE_ARG: &str = "admin-file";
+
 /// The worker id of slot `slot` (from 1): `<prefix><slot as 4 zero-padded digits>`, e.g.
 /// `prodAFeaturesBuild0001` (SPEC §2). A restarted slot keeps its id.
 pub fn child_worker_id(prefix: &str, slot: usize) -> String {
@@ -51,6 +54,8 @@ pub struct ChildLauncher {
     exe: PathBuf,
     target: String,
     supervisor_pid: u32,
+    /// Where children write their admin listener's address (process-mode admin).
+    admin_dir: Option<PathBuf>,
 }
 
 impl ChildLauncher {
@@ -67,7 +72,15 @@ impl ChildLauncher {
             exe: exe.into(),
             target: target.to_owned(),
             supervisor_pid,
+            admin_dir: None,
         }
+    }
+
+    /// Children also run a loopback admin listener and write its address to
+    /// `<dir>/<worker id>.addr` (see `admin::supervisor`).
+    pub fn with_admin_dir(mut self, dir: impl Into<PathBuf>) -> ChildLauncher {
+        self.admin_dir = Some(dir.into());
+        self
     }
 
     /// The executable children run.
@@ -91,8 +104,13 @@ impl ChildLauncher {
     /// forwards it) and a kill can take the child's whole group.
     pub fn command(&self, worker_id: &str) -> Command {
         let mut command = Command::new(&self.exe);
+        command.args(self.args());
+        if let Some(dir) = &self.admin_dir {
+            command
+                .arg(format!("--{ADMIN_FILE_ARG}"))
+                .arg(dir.join(format!("{worker_id}.addr")));
+        }
         command
-            .args(self.args())
             .env(PERAGO_WORKER_ID, worker_id)
             .stdin(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);

@@ -32,5 +32,5 @@ pub(crate) mod signals;
 pub mod unix;
 mod waiter;
 
-pub use child::{CHILD_SUBCOMMAND, SUPERVISOR_PID_ARG};
+pub use child::{ADMIN_FILE_ARG, CHILD_SUBCOMMAND, SUPERVISOR_PID_ARG};
 pub use unix::die_with_parent;

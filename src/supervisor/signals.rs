@@ -20,8 +20,7 @@ pub struct StopRequest {
 }
 
 impl StopRequest {
-    /// A stop request forwarding SIGTERM.
-    #[cfg(test)]
+    /// A stop request forwarding SIGTERM (what SIGTERM and the admin `/drain` send).
     pub const TERMINATE: StopRequest = StopRequest {
         forward: ChildSignal::Terminate,
     };

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::cancel::{CancelToken, Cancelled};
 use super::workspace_path::{WorkspacePathError, join_within};
+use crate::metrics::{MetricRecorder, MetricTimer};
 
 /// The identity of one execution of one Conductor task attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct TaskContext {
     workspace: Option<PathBuf>,
     logger: AttemptLogger,
     previous_output: Option<Map<String, Value>>,
+    metrics: MetricRecorder,
 }
 
 impl TaskContext {
@@ -66,6 +68,7 @@ impl TaskContext {
             workspace,
             logger,
             previous_output: None,
+            metrics: MetricRecorder::disabled(),
         }
     }
 
@@ -87,6 +90,37 @@ impl TaskContext {
     /// delivery.
     pub fn previous_output(&self) -> Option<&Map<String, Value>> {
         self.previous_output.as_ref()
+    }
+
+    /// The same context recording application metrics into `recorder` (the runtime binds
+    /// the process's recorder for tasks with a metrics declaration).
+    pub fn with_metrics(mut self, recorder: MetricRecorder) -> TaskContext {
+        self.metrics = recorder;
+        self
+    }
+
+    /// The application metrics recorder (`app.<name>` series; SPEC §15).
+    pub fn metrics(&self) -> &MetricRecorder {
+        &self.metrics
+    }
+
+    /// Records a distribution sample of `app.<name>`; `task_name` is added, and reserved
+    /// (`task_id`, `workflow_instance_id`, `execution_id`, `worker_id`) or clashing labels
+    /// are ignored with a warning. A no-op for tasks without a metrics declaration.
+    pub fn histogram(&self, name: &str, value: f64, labels: &[(&str, &str)]) {
+        self.metrics.histogram(name, value, labels);
+    }
+
+    /// Sets the current value of `app.<name>` (same label rules as
+    /// [`histogram`](Self::histogram)).
+    pub fn gauge(&self, name: &str, value: f64, labels: &[(&str, &str)]) {
+        self.metrics.gauge(name, value, labels);
+    }
+
+    /// Times a block: the elapsed seconds become an `app.<name>` histogram sample when the
+    /// returned guard drops.
+    pub fn timer(&self, name: &str, labels: &[(&str, &str)]) -> MetricTimer {
+        self.metrics.timer(name, labels)
     }
 
     /// The attempt identity.

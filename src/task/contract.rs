@@ -14,6 +14,7 @@ use super::controls::TaskControls;
 use super::error::TaskError;
 use super::schema::{CompiledSchema, SchemaRole, object_schema_for};
 use super::workspace_spec::WorkspaceSpec;
+use crate::metrics::MetricSpec;
 
 /// A mistake in a task declaration, reported when the task is built — never at the first poll.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +53,7 @@ struct TaskInner {
     workspace: Option<WorkspaceSpec>,
     object_prefix: String,
     strict_params: bool,
+    metrics: Option<MetricSpec>,
     params_schema: Value,
     result_schema: Value,
     params_validator: CompiledSchema,
@@ -108,6 +110,7 @@ impl Task {
             controls: TaskControls::default(),
             workspace: None,
             strict_params: false,
+            metrics: None,
         }
     }
 
@@ -157,6 +160,11 @@ impl Task {
     /// Whether unknown params fields are rejected.
     pub fn strict_params(&self) -> bool {
         self.inner.strict_params
+    }
+
+    /// The metrics declaration (`None`: no runtime series, application metrics dropped).
+    pub fn metrics(&self) -> Option<MetricSpec> {
+        self.inner.metrics
     }
 
     /// The shaped JSON Schema of the params object.
@@ -231,9 +239,18 @@ pub struct TaskBuilder {
     controls: TaskControls,
     workspace: Option<WorkspaceSpec>,
     strict_params: bool,
+    metrics: Option<MetricSpec>,
 }
 
 impl TaskBuilder {
+    /// Declares metrics (SPEC §15): which `runtime.*` series are recorded, and turns on the
+    /// body's recorder ([`TaskContext::histogram`] and friends). `MetricSpec::default()`
+    /// enables all three categories.
+    pub fn metrics(mut self, spec: MetricSpec) -> TaskBuilder {
+        self.metrics = Some(spec);
+        self
+    }
+
     /// Sets the TaskDef description.
     pub fn description(mut self, description: impl Into<String>) -> TaskBuilder {
         self.description = Some(description.into());
@@ -343,6 +360,7 @@ impl TaskBuilder {
                 workspace: self.workspace,
                 object_prefix,
                 strict_params: self.strict_params,
+                metrics: self.metrics,
                 params_validator: CompiledSchema::compile(&params_schema)?,
                 result_validator: CompiledSchema::compile(&result_schema)?,
                 params_schema,

@@ -6,13 +6,16 @@
 //! - `error`: [`error_chain`], an error and its causes on one line.
 //! - `path`: [`safe_path_component`].
 //! - `process`: [`pid_is_alive`].
+//! - `url`: [`redact_url`].
 
 pub mod backoff;
 pub mod cancel_io;
 pub mod error;
 pub mod path;
 pub mod process;
+pub mod url;
 
 pub use error::error_chain;
 pub use path::safe_path_component;
 pub use process::pid_is_alive;
+pub use url::redact_url;

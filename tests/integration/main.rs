@@ -20,6 +20,9 @@ mod demo;
 mod lakefs_publication;
 /// The process-global JSONL logger: path layout, rotation, retention, fields (needs nextest).
 mod logging;
+/// SPEC §15: the admin listener, probes, OTLP export, `start`'s stderr, process mode's
+/// merged listener.
+mod observability;
 /// `perago start --execution-mode process` as a real process tree.
 mod process_mode;
 /// Issue 13: a poison task in a poll batch, staging branches after SIGKILL and under DELETE

@@ -10,4 +10,4 @@
 mod cli_start;
 mod delivery;
 mod lifecycle;
-mod support;
+pub(crate) mod support;

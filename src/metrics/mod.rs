@@ -1,0 +1,463 @@
+//! Metrics (SPEC §15): one [`Metrics`] registry per process, fed by the runtime threads and
+//! by task bodies, read by the admin listener (`GET /metrics`, Prometheus text) and by the
+//! OTLP exporter thread.
+//!
+//! - [`series`]: the `runtime.*` / `app.*` series in OpenTelemetry shape (reference parity).
+//! - [`catalog`]: the canonical Conductor worker catalog and perago's `perago_*` families.
+//! - [`recorder`]: [`MetricRecorder`], the task-author API, and the label rules.
+//! - [`otlp`]: OTLP/HTTP protobuf encoding and the `metrics-export` thread.
+//! - [`merge`]: merging children's Prometheus text in process mode.
+//!
+//! Recording never blocks on I/O: counters are atomics, series updates take one short lock,
+//! and export reads a snapshot on its own thread.
+
+pub mod catalog;
+pub mod merge;
+pub mod otlp;
+pub mod recorder;
+pub mod series;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+pub use catalog::{Catalog, LabelSet};
+pub use recorder::{MetricRecorder, MetricTimer};
+pub use series::{Instrument, Kind, SeriesStore};
+
+use crate::result::{Phase, TaskStatus};
+
+/// Which runtime series a task records (the reference's `MetricSpec`; all on by default).
+///
+/// Declared with [`TaskBuilder::metrics`](crate::TaskBuilder::metrics). A task without a
+/// declaration records no `runtime.*` series and its [`MetricRecorder`] drops samples; the
+/// canonical worker catalog and `perago_*` series are recorded for every task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetricSpec {
+    /// `runtime.task_attempt_duration_seconds`.
+    pub attempts: bool,
+    /// `runtime.workspace_io_duration_seconds` and `runtime.workspace_io_bytes`.
+    pub workspace_io: bool,
+    /// `runtime.busy_slots` (labelled with `perago_instance_id`).
+    pub worker_capacity: bool,
+}
+
+impl Default for MetricSpec {
+    fn default() -> Self {
+        MetricSpec {
+            attempts: true,
+            workspace_io: true,
+            worker_capacity: true,
+        }
+    }
+}
+
+/// A workspace transfer, the `operation` label of the workspace I/O series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceOp {
+    /// Input workspace download.
+    Download,
+    /// Staging upload.
+    Upload,
+    /// Publication (merge, reset or no-op completion).
+    Publish,
+}
+
+impl WorkspaceOp {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkspaceOp::Download => "download",
+            WorkspaceOp::Upload => "upload",
+            WorkspaceOp::Publish => "publish",
+        }
+    }
+}
+
+/// The process's metrics registry.
+///
+/// # Threads and cloning
+/// Cheap to clone (one `Arc`); every method may be called from any thread.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    catalog: Catalog,
+    series: Arc<SeriesStore>,
+    task_name: String,
+    instance_id: Option<String>,
+    spec: Option<MetricSpec>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("task_name", &self.inner.task_name)
+            .field("spec", &self.inner.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders the `runtime.*` / `app.*` series into the Prometheus registry on each scrape.
+#[derive(Debug)]
+struct SeriesCollector(Arc<SeriesStore>);
+
+impl Collector for SeriesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for instrument in self.0.snapshot() {
+            let name = instrument.name.replace('.', "_");
+            match instrument.kind {
+                Kind::Histogram => {
+                    let mut family = encoder.encode_descriptor(
+                        &name,
+                        "OpenTelemetry histogram (SDK default bounds).",
+                        None,
+                        MetricType::Histogram,
+                    )?;
+                    for point in &instrument.points {
+                        let buckets: Vec<(f64, u64)> = series::DEFAULT_BOUNDS
+                            .iter()
+                            .copied()
+                            .chain(std::iter::once(f64::INFINITY))
+                            .zip(point.bucket_counts.iter().copied())
+                            .collect();
+                        let labels: Vec<(&str, &str)> = point
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                            point.sum,
+                            point.count,
+                            &buckets,
+                            None,
+                        )?;
+                    }
+                }
+                Kind::Gauge => {
+                    let mut family = encoder.encode_descriptor(
+                        &name,
+                        "OpenTelemetry gauge (last value).",
+                        None,
+                        MetricType::Gauge,
+                    )?;
+                    for point in &instrument.points {
+                        let labels: Vec<(&str, &str)> = point
+                            .labels
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        ConstGauge::new(point.value).encode(family.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn labels1(task_type: &str) -> LabelSet {
+    vec![("taskType", task_type.to_owned())]
+}
+
+fn labels2(task_type: &str, key: &'static str, value: &str) -> LabelSet {
+    vec![("taskType", task_type.to_owned()), (key, value.to_owned())]
+}
+
+impl Metrics {
+    /// A registry for a process serving `task_name`, recording the runtime series `spec`
+    /// enables (`None`: none), labelling capacity with `instance_id`.
+    pub fn new(task_name: &str, spec: Option<MetricSpec>, instance_id: Option<String>) -> Metrics {
+        let mut registry = Registry::default();
+        let catalog = Catalog::register(&mut registry);
+        let series = Arc::new(SeriesStore::default());
+        registry.register_collector(Box::new(SeriesCollector(Arc::clone(&series))));
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                catalog,
+                series,
+                task_name: task_name.to_owned(),
+                instance_id,
+                spec,
+            }),
+        }
+    }
+
+    /// The task served.
+    pub fn task_name(&self) -> &str {
+        &self.inner.task_name
+    }
+
+    /// The task's metrics declaration.
+    pub fn spec(&self) -> Option<MetricSpec> {
+        self.inner.spec
+    }
+
+    /// Everything in the Prometheus text exposition format (OpenMetrics 1.0 text, as
+    /// `prometheus-client` writes it, ending in `# EOF`).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+            // Writing to a String cannot fail; keep the output well-formed anyway.
+            let _ = writeln!(out, "# EOF");
+        }
+        out
+    }
+
+    /// A snapshot of the `runtime.*` and `app.*` series (what OTLP export sends).
+    pub fn series(&self) -> Vec<Instrument> {
+        self.inner.series.snapshot()
+    }
+
+    /// The task-author recorder of this process (disabled without a declaration).
+    pub fn recorder(&self) -> MetricRecorder {
+        match self.inner.spec {
+            Some(_) => MetricRecorder::new(Arc::clone(&self.inner.series), &self.inner.task_name),
+            None => MetricRecorder::disabled(),
+        }
+    }
+
+    fn runtime_labels(&self, with_instance: bool) -> series::Labels {
+        let mut labels = vec![("task_name".to_owned(), self.inner.task_name.clone())];
+        if with_instance && let Some(instance) = &self.inner.instance_id {
+            labels.push(("perago_instance_id".to_owned(), instance.clone()));
+        }
+        labels
+    }
+
+    // --- Recording hooks used by the runtime threads. ---
+
+    /// A poll returned (`Ok(n)` tasks) or failed with an error of `exception` kind.
+    pub(crate) fn poll_done(&self, elapsed: Duration, result: Result<usize, &str>) {
+        let c = &self.inner.catalog;
+        let task = &self.inner.task_name;
+        c.task_poll.get_or_create(&labels1(task)).inc();
+        let status = match result {
+            Ok(_) => "SUCCESS",
+            Err(exception) => {
+                c.task_poll_error
+                    .get_or_create(&labels2(task, "exception", exception))
+                    .inc();
+                "FAILURE"
+            }
+        };
+        c.task_poll_time
+            .get_or_create(&labels2(task, "status", status))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The poller skipped a poll because the worker is paused.
+    pub(crate) fn poll_paused(&self) {
+        self.inner
+            .catalog
+            .task_paused
+            .get_or_create(&labels1(&self.inner.task_name))
+            .inc();
+    }
+
+    /// An attempt is starting on a worker slot; `busy` slots are now running.
+    pub(crate) fn attempt_started(&self, busy: u64) {
+        let c = &self.inner.catalog;
+        c.task_execution_started
+            .get_or_create(&labels1(&self.inner.task_name))
+            .inc();
+        self.set_busy(busy);
+    }
+
+    /// Sets `active_workers` and (when declared) `runtime.busy_slots`.
+    pub(crate) fn set_busy(&self, busy: u64) {
+        let c = &self.inner.catalog;
+        c.active_workers
+            .get_or_create(&labels1(&self.inner.task_name))
+            .set(i64::try_from(busy).unwrap_or(i64::MAX));
+        if self.inner.spec.is_some_and(|s| s.worker_capacity) {
+            self.inner
+                .series
+                .set("runtime.busy_slots", self.runtime_labels(true), busy as f64);
+        }
+    }
+
+    /// An attempt finished with `status`, failing in `failed_phase`, after `elapsed`.
+    pub(crate) fn attempt_finished(
+        &self,
+        status: TaskStatus,
+        failed_phase: Option<Phase>,
+        timings: &[(Phase, Duration)],
+        elapsed: Duration,
+        output_bytes: Option<usize>,
+    ) {
+        let c = &self.inner.catalog;
+        let task = &self.inner.task_name;
+        c.task_execute_time
+            .get_or_create(&labels2(task, "status", status.as_str()))
+            .observe(elapsed.as_secs_f64());
+        c.perago_attempts
+            .get_or_create(&labels2(task, "status", status.as_str()))
+            .inc();
+        if matches!(
+            status,
+            TaskStatus::Failed | TaskStatus::FailedWithTerminalError
+        ) {
+            let exception = failed_phase.map_or("unknown", Phase::as_str);
+            c.task_execute_error
+                .get_or_create(&labels2(task, "exception", exception))
+                .inc();
+            if failed_phase == Some(Phase::AttemptFence) {
+                c.perago_fence_failures
+                    .get_or_create(&labels2(task, "fence", "attempt"))
+                    .inc();
+            }
+        }
+        if let Some(bytes) = output_bytes {
+            c.task_result_size
+                .get_or_create(&labels1(task))
+                .observe(bytes as f64);
+        }
+        for (phase, duration) in timings {
+            c.perago_attempt_phase_duration
+                .get_or_create(&labels2(task, "phase", phase.as_str()))
+                .observe(duration.as_secs_f64());
+        }
+        if self.inner.spec.is_some_and(|s| s.attempts) {
+            self.inner.series.record(
+                "runtime.task_attempt_duration_seconds",
+                self.runtime_labels(false),
+                elapsed.as_secs_f64(),
+            );
+        }
+    }
+
+    /// A publication ended: `outcome` is `published`, `noop`, `failed` or `fenced`.
+    pub(crate) fn publication(&self, outcome: &str) {
+        let c = &self.inner.catalog;
+        let task = &self.inner.task_name;
+        c.perago_publications
+            .get_or_create(&labels2(task, "outcome", outcome))
+            .inc();
+    }
+
+    /// One workspace transfer took `elapsed` and moved `bytes` (when known).
+    pub(crate) fn workspace_io(&self, op: WorkspaceOp, elapsed: Duration, bytes: Option<u64>) {
+        if !self.inner.spec.is_some_and(|s| s.workspace_io) {
+            return;
+        }
+        let mut labels = self.runtime_labels(false);
+        labels.push(("operation".to_owned(), op.as_str().to_owned()));
+        self.inner.series.record(
+            "runtime.workspace_io_duration_seconds",
+            labels.clone(),
+            elapsed.as_secs_f64(),
+        );
+        if let Some(bytes) = bytes {
+            self.inner
+                .series
+                .record("runtime.workspace_io_bytes", labels, bytes as f64);
+        }
+    }
+
+    /// A result update ended after `elapsed`: `Ok` or an error of `exception` kind.
+    pub(crate) fn update_done(&self, elapsed: Duration, result: Result<(), &str>) {
+        let c = &self.inner.catalog;
+        let task = &self.inner.task_name;
+        let status = match result {
+            Ok(()) => "SUCCESS",
+            Err(exception) => {
+                c.task_update_error
+                    .get_or_create(&labels2(task, "exception", exception))
+                    .inc();
+                "FAILURE"
+            }
+        };
+        c.task_update_time
+            .get_or_create(&labels2(task, "status", status))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A result was lost after every retry.
+    pub(crate) fn update_lost(&self) {
+        self.inner
+            .catalog
+            .perago_updates_lost
+            .get_or_create(&labels1(&self.inner.task_name))
+            .inc();
+    }
+
+    /// A lease was extended.
+    pub(crate) fn lease_extended(&self) {
+        self.inner
+            .catalog
+            .perago_lease_extensions
+            .get_or_create(&labels1(&self.inner.task_name))
+            .inc();
+    }
+
+    /// One Conductor request: `method`, route template `uri`, `status` (HTTP code or error kind).
+    pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str, elapsed: Duration) {
+        self.inner
+            .catalog
+            .http_api_client_request
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("uri", uri.to_owned()),
+                ("status", status.to_owned()),
+            ])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_the_canonical_names_and_the_runtime_series() {
+        let metrics = Metrics::new("echo", Some(MetricSpec::default()), Some("i-1".into()));
+        metrics.poll_done(Duration::from_millis(3), Ok(1));
+        metrics.poll_done(Duration::from_millis(3), Err("transport"));
+        metrics.attempt_started(1);
+        metrics.attempt_finished(
+            TaskStatus::Failed,
+            Some(Phase::Download),
+            &[(Phase::Download, Duration::from_millis(2))],
+            Duration::from_millis(5),
+            None,
+        );
+        metrics.set_busy(0);
+        metrics.recorder().gauge("queue_depth", 4.0, &[("queue", "a")]);
+        let text = metrics.render_prometheus();
+        for needle in [
+            "task_poll_total{taskType=\"echo\"} 2",
+            "task_poll_error_total{taskType=\"echo\",exception=\"transport\"} 1",
+            "task_poll_time_seconds_count{taskType=\"echo\",status=\"SUCCESS\"} 1",
+            "task_execute_error_total{taskType=\"echo\",exception=\"download\"} 1",
+            "active_workers{taskType=\"echo\"} 0",
+            "runtime_task_attempt_duration_seconds_count{task_name=\"echo\"} 1",
+            "runtime_busy_slots{perago_instance_id=\"i-1\",task_name=\"echo\"} 0",
+            "app_queue_depth{queue=\"a\",task_name=\"echo\"} 4",
+            "perago_attempt_phase_duration_seconds_count{taskType=\"echo\",phase=\"download\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn without_a_declaration_no_runtime_series_are_recorded() {
+        let metrics = Metrics::new("echo", None, None);
+        metrics.attempt_started(1);
+        metrics.attempt_finished(TaskStatus::Completed, None, &[], Duration::ZERO, Some(10));
+        metrics.recorder().histogram("rows", 1.0, &[]);
+        assert!(metrics.series().is_empty());
+        assert!(metrics.render_prometheus().contains("task_execution_started_total"));
+    }
+}

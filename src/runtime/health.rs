@@ -1,0 +1,265 @@
+//! [`Health`]: what the probes read — liveness of the poll loop, reachability of Conductor
+//! and lakeFS, pause state — and [`InFlight`], the attempts running now (for `/status`).
+//!
+//! - **Liveness**: the poller stamps the start of each poll and clears it when the poll
+//!   returns. A poll still running past its bound (the long-poll wait plus the HTTP timeout
+//!   margin) means the loop is wedged: `/livez` turns red. A runtime thread that died
+//!   (panicked) is red too.
+//! - **Readiness**: not paused, not draining, and neither Conductor nor (for workspace
+//!   tasks) lakeFS failing continuously for [`UNREACHABLE_AFTER`].
+//! - **Pause**: the poller stops polling while paused (attempts in flight carry on) and
+//!   resumes on [`Health::resume`]; waking is a channel, so the paused poller still
+//!   `select!`s on the drain signal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+/// How long a dependency must fail without a success before readiness fails.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// A dependency whose reachability readiness tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    /// The Conductor server.
+    Conductor,
+    /// The lakeFS server.
+    Lakefs,
+}
+
+#[derive(Debug, Default)]
+struct Reach {
+    failing_since: Mutex<Option<Instant>>,
+}
+
+impl Reach {
+    fn record(&self, ok: bool, now: Instant) {
+        let mut since = self.failing_since.lock();
+        if ok {
+            *since = None;
+        } else if since.is_none() {
+            *since = Some(now);
+        }
+    }
+
+    fn unreachable_for(&self, now: Instant) -> Option<Duration> {
+        self.failing_since
+            .lock()
+            .map(|since| now.saturating_duration_since(since))
+    }
+}
+
+/// The probes' shared state.
+///
+/// # Threads
+/// Atomics and short locks; written by the poller, workers and store calls, read by the
+/// admin listener.
+#[derive(Debug)]
+pub struct Health {
+    base: Instant,
+    /// Nanoseconds after `base` at which the current poll started, 0 when not polling.
+    poll_started: AtomicU64,
+    poll_bound: Duration,
+    conductor: Reach,
+    lakefs: Reach,
+    paused: AtomicBool,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl Health {
+    /// State for a poller whose polls must return within `poll_bound`.
+    pub fn new(poll_bound: Duration) -> Health {
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        Health {
+            base: Instant::now(),
+            poll_started: AtomicU64::new(0),
+            poll_bound,
+            conductor: Reach::default(),
+            lakefs: Reach::default(),
+            paused: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        }
+    }
+
+    fn stamp(&self, at: Instant) -> u64 {
+        // +1 so that a poll starting exactly at `base` is not "not polling".
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+    }
+
+    /// The poller is about to poll.
+    pub fn poll_started(&self) {
+        self.poll_started
+            .store(self.stamp(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// The poll returned.
+    pub fn poll_finished(&self) {
+        self.poll_started.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the current poll has been running past its bound, if it has.
+    pub fn wedged_for(&self, now: Instant) -> Option<Duration> {
+        let started = self.poll_started.load(Ordering::Relaxed);
+        if started == 0 {
+            return None;
+        }
+        let running = Duration::from_nanos(self.stamp(now).saturating_sub(started));
+        running.checked_sub(self.poll_bound).filter(|d| !d.is_zero())
+    }
+
+    /// The bound a poll must return within.
+    pub fn poll_bound(&self) -> Duration {
+        self.poll_bound
+    }
+
+    /// Records whether a call to `dependency` reached it.
+    pub fn record(&self, dependency: Dependency, reached: bool) {
+        let now = Instant::now();
+        match dependency {
+            Dependency::Conductor => self.conductor.record(reached, now),
+            Dependency::Lakefs => self.lakefs.record(reached, now),
+        }
+    }
+
+    /// How long `dependency` has been failing without a success (`None`: it is fine).
+    pub fn unreachable_for(&self, dependency: Dependency, now: Instant) -> Option<Duration> {
+        match dependency {
+            Dependency::Conductor => self.conductor.unreachable_for(now),
+            Dependency::Lakefs => self.lakefs.unreachable_for(now),
+        }
+    }
+
+    /// Stops polling until [`resume`](Self::resume). Returns whether it was running.
+    pub fn pause(&self) -> bool {
+        !self.paused.swap(true, Ordering::SeqCst)
+    }
+
+    /// Resumes polling. Returns whether it was paused.
+    pub fn resume(&self) -> bool {
+        let was = self.paused.swap(false, Ordering::SeqCst);
+        // A full channel already holds a wake-up: nothing more to do.
+        let _ = self.wake_tx.try_send(());
+        was
+    }
+
+    /// Whether polling is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Fires (one message) after [`resume`](Self::resume).
+    pub(crate) fn wake(&self) -> &Receiver<()> {
+        &self.wake_rx
+    }
+}
+
+/// One attempt running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightAttempt {
+    /// Conductor `taskId`.
+    pub task_id: String,
+    /// Conductor `workflowInstanceId`.
+    pub workflow_instance_id: String,
+    /// The phase it is in (`input`, `download`, `body`, …, `report`).
+    pub phase: &'static str,
+    /// When it started on its worker.
+    pub started: Instant,
+}
+
+/// The attempts running now, by registration id.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    attempts: Mutex<HashMap<u64, InFlightAttempt>>,
+    next: AtomicU64,
+}
+
+impl InFlight {
+    /// Registers an attempt starting now; it is removed when the guard drops.
+    pub fn start(&self, task_id: &str, workflow_instance_id: &str) -> InFlightGuard<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.attempts.lock().insert(
+            id,
+            InFlightAttempt {
+                task_id: task_id.to_owned(),
+                workflow_instance_id: workflow_instance_id.to_owned(),
+                phase: "input",
+                started: Instant::now(),
+            },
+        );
+        InFlightGuard { table: self, id }
+    }
+
+    /// The attempts running now, oldest first.
+    pub fn list(&self) -> Vec<InFlightAttempt> {
+        let mut list: Vec<InFlightAttempt> = self.attempts.lock().values().cloned().collect();
+        list.sort_by_key(|a| a.started);
+        list
+    }
+}
+
+/// Keeps an attempt listed in [`InFlight`] while held.
+#[derive(Debug)]
+pub struct InFlightGuard<'a> {
+    table: &'a InFlight,
+    id: u64,
+}
+
+impl InFlightGuard<'_> {
+    /// Moves the attempt to `phase`.
+    pub fn set_phase(&self, phase: &'static str) {
+        if let Some(attempt) = self.table.attempts.lock().get_mut(&self.id) {
+            attempt.phase = phase;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.table.attempts.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poll_past_its_bound_is_wedged_and_a_returned_one_is_not() {
+        let health = Health::new(Duration::from_secs(5));
+        let now = Instant::now();
+        assert_eq!(health.wedged_for(now), None);
+        health.poll_started();
+        assert_eq!(health.wedged_for(Instant::now()), None);
+        assert!(health.wedged_for(now + Duration::from_secs(6)).is_some());
+        health.poll_finished();
+        assert_eq!(health.wedged_for(now + Duration::from_secs(6)), None);
+    }
+
+    #[test]
+    fn reachability_counts_from_the_first_failure_until_a_success() {
+        let health = Health::new(Duration::from_secs(1));
+        health.record(Dependency::Conductor, false);
+        let later = Instant::now() + Duration::from_secs(31);
+        assert!(health.unreachable_for(Dependency::Conductor, later) >= Some(UNREACHABLE_AFTER));
+        health.record(Dependency::Conductor, true);
+        assert_eq!(health.unreachable_for(Dependency::Conductor, later), None);
+        assert_eq!(health.unreachable_for(Dependency::Lakefs, later), None);
+    }
+
+    #[test]
+    fn pause_and_resume_report_changes_and_wake_the_poller() {
+        let health = Health::new(Duration::from_secs(1));
+        assert!(health.pause());
+        assert!(!health.pause());
+        assert!(health.resume());
+        assert!(health.wake().try_recv().is_ok());
+        assert!(!health.resume());
+    }
+}
