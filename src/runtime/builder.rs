@@ -342,6 +342,7 @@ impl RuntimeBuilder {
                 }),
                 counters: Arc::clone(&counters),
                 drain: shutdown.drain_token(),
+                health: Arc::clone(&health),
             };
             let panic = PanicGuard::new(&shutdown, "gc");
             startup.threads.gc = Some(spawn("gc", move || {

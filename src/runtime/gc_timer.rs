@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{select, tick};
 
 use super::counters::Counters;
+use super::health::{Activity, Health};
 use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
 use crate::logging::sweep_retention;
@@ -37,6 +38,8 @@ pub(crate) struct GcTimer {
     pub(crate) logs: Option<LogPruning>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) drain: CancelToken,
+    /// Liveness stamps around each sweep.
+    pub(crate) health: Arc<Health>,
 }
 
 impl GcTimer {
@@ -46,6 +49,7 @@ impl GcTimer {
         loop {
             select! {
                 recv(ticks) -> _ => {
+                    self.health.begin(Activity::Gc);
                     sweep_workspaces(
                         &self.workspace_root,
                         self.ttl,
@@ -56,6 +60,7 @@ impl GcTimer {
                     if let Some(logs) = &self.logs {
                         prune_logs(logs);
                     }
+                    self.health.end(Activity::Gc);
                     Counters::inc(&self.counters.gc_sweeps);
                 }
                 recv(self.drain.receiver()) -> _ => return,

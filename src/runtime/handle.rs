@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, at, never, select};
 
 use super::counters::{Counters, CountersSnapshot};
-use super::health::{Dependency, Health, InFlight, UNREACHABLE_AFTER};
+use super::health::{Activity, Dependency, Health, InFlight, UNREACHABLE_AFTER};
 use crate::metrics::Metrics;
 use super::gc_timer::sweep_workspaces;
 use super::shutdown::{Shutdown, ShutdownReason};
@@ -407,11 +407,17 @@ impl RuntimeView {
     pub fn probe(&self) -> Probe {
         let now = Instant::now();
         let mut not_live = Vec::new();
-        if let Some(over) = self.health.wedged_for(now) {
+        for (activity, over, bound) in self.health.wedged(now) {
+            let what = match activity {
+                Activity::Poll => "a poll",
+                Activity::Lease => "a heartbeat",
+                Activity::Gc => "a sweep",
+            };
             not_live.push(format!(
-                "poll loop wedged: a poll has run {} ms past its {} ms bound",
+                "{} wedged: {what} has run {} ms past its {} ms bound",
+                activity.as_str(),
                 over.as_millis(),
-                self.health.poll_bound().as_millis()
+                bound.as_millis()
             ));
         }
         if self.shutdown.had_runtime_failure() {

@@ -2,9 +2,12 @@
 //! and lakeFS, pause state — and [`InFlight`], the attempts running now (for `/status`).
 //!
 //! - **Liveness**: the poller stamps the start of each poll and clears it when the poll
-//!   returns. A poll still running past its bound (the long-poll wait plus the HTTP timeout
-//!   margin) means the loop is wedged: `/livez` turns red. A runtime thread that died
-//!   (panicked) is red too.
+//!   returns; the lease thread does the same around each heartbeat and the GC timer around
+//!   each sweep. One of them still running past its bound (a poll: the long-poll wait plus a
+//!   margin above the HTTP deadline; a heartbeat: [`LEASE_BOUND`]; a sweep: [`GC_BOUND`])
+//!   means that loop is wedged: `/livez` turns red. A runtime thread that died (panicked) is
+//!   red too. Loops that are merely idle (a poller waiting for a free slot, a timer waiting
+//!   for its next tick) are live.
 //! - **Readiness**: not paused, not draining, and neither Conductor nor (for workspace
 //!   tasks) lakeFS failing continuously for [`UNREACHABLE_AFTER`].
 //! - **Pause**: the poller stops polling while paused (attempts in flight carry on) and
@@ -20,6 +23,40 @@ use parking_lot::Mutex;
 
 /// How long a dependency must fail without a success before readiness fails.
 pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// How long one lease heartbeat may run (its HTTP deadline is 15 s plus connect).
+pub const LEASE_BOUND: Duration = Duration::from_secs(60);
+
+/// How long one GC sweep of the workspace root may run.
+pub const GC_BOUND: Duration = Duration::from_secs(600);
+
+/// A loop whose iterations liveness bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// One poll of the `poller` thread.
+    Poll,
+    /// One heartbeat of the `lease` thread.
+    Lease,
+    /// One sweep of the `gc` thread.
+    Gc,
+}
+
+impl Activity {
+    const ALL: [Activity; 3] = [Activity::Poll, Activity::Lease, Activity::Gc];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// What `/livez` calls it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Poll => "poll loop",
+            Activity::Lease => "lease thread",
+            Activity::Gc => "gc timer",
+        }
+    }
+}
 
 /// A dependency whose reachability readiness tracks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +97,10 @@ impl Reach {
 #[derive(Debug)]
 pub struct Health {
     base: Instant,
-    /// Nanoseconds after `base` at which the current poll started, 0 when not polling.
-    poll_started: AtomicU64,
-    poll_bound: Duration,
+    /// Per [`Activity`]: nanoseconds after `base` at which the current iteration started,
+    /// 0 when none is running.
+    started: [AtomicU64; 3],
+    bounds: [Duration; 3],
     conductor: Reach,
     lakefs: Reach,
     paused: AtomicBool,
@@ -76,8 +114,8 @@ impl Health {
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         Health {
             base: Instant::now(),
-            poll_started: AtomicU64::new(0),
-            poll_bound,
+            started: Default::default(),
+            bounds: [poll_bound, LEASE_BOUND, GC_BOUND],
             conductor: Reach::default(),
             lakefs: Reach::default(),
             paused: AtomicBool::new(false),
@@ -93,30 +131,51 @@ impl Health {
             .saturating_add(1)
     }
 
+    /// An iteration of `activity` starts.
+    pub fn begin(&self, activity: Activity) {
+        self.started[activity.index()].store(self.stamp(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// The iteration of `activity` ended.
+    pub fn end(&self, activity: Activity) {
+        self.started[activity.index()].store(0, Ordering::Relaxed);
+    }
+
     /// The poller is about to poll.
     pub fn poll_started(&self) {
-        self.poll_started
-            .store(self.stamp(Instant::now()), Ordering::Relaxed);
+        self.begin(Activity::Poll);
     }
 
     /// The poll returned.
     pub fn poll_finished(&self) {
-        self.poll_started.store(0, Ordering::Relaxed);
+        self.end(Activity::Poll);
+    }
+
+    /// Every activity running past its bound: `(activity, how far past, bound)`.
+    pub fn wedged(&self, now: Instant) -> Vec<(Activity, Duration, Duration)> {
+        Activity::ALL
+            .into_iter()
+            .filter_map(|activity| {
+                let started = self.started[activity.index()].load(Ordering::Relaxed);
+                if started == 0 {
+                    return None;
+                }
+                let bound = self.bounds[activity.index()];
+                let running = Duration::from_nanos(self.stamp(now).saturating_sub(started));
+                running
+                    .checked_sub(bound)
+                    .filter(|over| !over.is_zero())
+                    .map(|over| (activity, over, bound))
+            })
+            .collect()
     }
 
     /// How long the current poll has been running past its bound, if it has.
     pub fn wedged_for(&self, now: Instant) -> Option<Duration> {
-        let started = self.poll_started.load(Ordering::Relaxed);
-        if started == 0 {
-            return None;
-        }
-        let running = Duration::from_nanos(self.stamp(now).saturating_sub(started));
-        running.checked_sub(self.poll_bound).filter(|d| !d.is_zero())
-    }
-
-    /// The bound a poll must return within.
-    pub fn poll_bound(&self) -> Duration {
-        self.poll_bound
+        self.wedged(now)
+            .into_iter()
+            .find(|(activity, _, _)| *activity == Activity::Poll)
+            .map(|(_, over, _)| over)
     }
 
     /// Records whether a call to `dependency` reached it.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::health::{Dependency, Health};
+use super::health::{Activity, Dependency, Health};
 use crate::conductor::{ConductorApi, ConductorError, PolledTask, TaskUpdate};
 use crate::metrics::Metrics;
 
@@ -101,10 +101,13 @@ impl ConductorApi for ObservedConductor {
         workflow_instance_id: &str,
         worker_id: &str,
     ) -> Result<(), ConductorError> {
+        // Only the lease thread extends leases: this is its liveness stamp.
+        self.health.begin(Activity::Lease);
         let result = self.observe("POST", "/tasks/update-v2", || {
             self.inner
                 .extend_lease(task_id, workflow_instance_id, worker_id)
         });
+        self.health.end(Activity::Lease);
         if result.is_ok() {
             self.metrics.lease_extended();
         }
