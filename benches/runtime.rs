@@ -560,8 +560,14 @@ fn observed_rate(threads: usize, n: usize, on: bool) -> f64 {
     ));
     let mut env = BTreeMap::new();
     env.insert("CONDUCTOR_SERVER_URL".to_owned(), url.clone());
-    env.insert("PERAGO_WORKSPACE_ROOT".to_owned(), dir.path().join("ws").display().to_string());
-    env.insert("PERAGO_LOG_ROOT".to_owned(), dir.path().join("logs").display().to_string());
+    env.insert(
+        "PERAGO_WORKSPACE_ROOT".to_owned(),
+        dir.path().join("ws").display().to_string(),
+    );
+    env.insert(
+        "PERAGO_LOG_ROOT".to_owned(),
+        dir.path().join("logs").display().to_string(),
+    );
     if on {
         env.insert(
             "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT".to_owned(),
@@ -599,7 +605,10 @@ fn observed_rate(threads: usize, n: usize, on: bool) -> f64 {
                     .build()
                     .into();
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = agent.get(&url).call().map(|mut r| r.body_mut().read_to_string());
+                    let _ = agent
+                        .get(&url)
+                        .call()
+                        .map(|mut r| r.body_mut().read_to_string());
                     std::thread::sleep(Duration::from_millis(100));
                 }
             })
@@ -622,8 +631,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn observability() {
-    println!("\necho throughput with SPEC §15 off vs on (same run, median of 3 alternating), tasks/s");
-    println!("  {:>7} {:>12} {:>12} {:>9}", "threads", "off", "on", "on %");
+    println!(
+        "\necho throughput with SPEC §15 off vs on (same run, median of 3 alternating), tasks/s"
+    );
+    println!(
+        "  {:>7} {:>12} {:>12} {:>9}",
+        "threads", "off", "on", "on %"
+    );
     for threads in [4, 16] {
         let n = 12_000;
         let (mut off, mut on) = (Vec::new(), Vec::new());
@@ -632,6 +646,12 @@ fn observability() {
             on.push(observed_rate(threads, n, true));
         }
         let (off, on) = (median(off), median(on));
-        println!("  {:>7} {:>12.0} {:>12.0} {:>8.0}%", threads, off, on, on / off * 100.0);
+        println!(
+            "  {:>7} {:>12.0} {:>12.0} {:>8.0}%",
+            threads,
+            off,
+            on,
+            on / off * 100.0
+        );
     }
 }

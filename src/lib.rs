@@ -50,13 +50,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod admin;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod conductor;
 mod config;
 pub mod examples;
 mod execution;
-mod admin;
 mod lakefs;
 mod logging;
 mod metrics;
@@ -71,13 +71,15 @@ mod taskdef;
 mod util;
 mod workspace;
 
+pub use admin::{AdminError, AdminServer};
 pub use config::{
     AdminConfig, ConductorAuth, ConductorConfig, ConfigError, ConfigOverrides, ExecutionMode,
     LakefsConfig, LogFormat, MetricsConfig, ObservabilityConfig, ProxyUrl, RuntimeConfig, Secret,
     TlsFiles, TlsPaths, WorkerProperty, WorkerSettings,
 };
-pub use admin::{AdminError, AdminServer};
-pub use metrics::{Instrument, Kind as MetricKind, MetricRecorder, MetricSpec, MetricTimer, Metrics};
+pub use metrics::{
+    Instrument, Kind as MetricKind, MetricRecorder, MetricSpec, MetricTimer, Metrics,
+};
 pub use registry::{TargetError, Targets};
 pub use result::{Phase, TaskStatus};
 pub use runtime::{

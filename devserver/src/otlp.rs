@@ -84,7 +84,11 @@ impl OtlpSink {
                 state.resource = attributes(&resource.attributes);
             }
             for scope in &resource_metrics.scope_metrics {
-                let scope_name = scope.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                let scope_name = scope
+                    .scope
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
                 for m in &scope.metrics {
                     let points: Vec<(Map<String, Value>, &'static str, Value)> = match &m.data {
                         Some(metric::Data::Histogram(h)) => h

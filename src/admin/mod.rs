@@ -260,7 +260,12 @@ impl Routes {
 
     fn read(&self, request: Request, path: &str) {
         match path {
-            "/metrics" => reply(request, 200, METRICS_CONTENT_TYPE, self.backend.metrics_text()),
+            "/metrics" => reply(
+                request,
+                200,
+                METRICS_CONTENT_TYPE,
+                self.backend.metrics_text(),
+            ),
             "/livez" | "/readyz" => {
                 let probe = self.backend.probe();
                 let (ok, reasons) = if path == "/livez" {
@@ -275,7 +280,12 @@ impl Routes {
                 } else {
                     reasons.iter().map(|r| format!("{r}\n")).collect()
                 };
-                reply(request, if ok { 200 } else { 503 }, "text/plain; charset=utf-8", body);
+                reply(
+                    request,
+                    if ok { 200 } else { 503 },
+                    "text/plain; charset=utf-8",
+                    body,
+                );
             }
             _ => reply_json(request, 200, &self.backend.status()),
         }

@@ -92,10 +92,7 @@ impl SupervisorAdmin {
                 let mut response = response.ok()?;
                 let status = response.status().as_u16();
                 let body = response.body_mut().read_to_string().ok()?;
-                Some(ChildAnswer {
-                    status,
-                    body,
-                })
+                Some(ChildAnswer { status, body })
             })
             .collect()
     }
@@ -169,12 +166,18 @@ impl AdminBackend for SupervisorAdmin {
 
     fn pause(&self) -> bool {
         let answers = self.ask("POST", "/pause");
-        answers.iter().flatten().any(|a| a.body.contains("\"changed\":true"))
+        answers
+            .iter()
+            .flatten()
+            .any(|a| a.body.contains("\"changed\":true"))
     }
 
     fn resume(&self) -> bool {
         let answers = self.ask("POST", "/resume");
-        answers.iter().flatten().any(|a| a.body.contains("\"changed\":true"))
+        answers
+            .iter()
+            .flatten()
+            .any(|a| a.body.contains("\"changed\":true"))
     }
 
     fn drain(&self) {

@@ -466,6 +466,7 @@ mod tests {
             Ok(Command::Child {
                 target,
                 supervisor_pid,
+                ..
             }) => {
                 assert_eq!(target, "app.word_count");
                 assert_eq!(supervisor_pid, 42);

@@ -240,6 +240,7 @@ mod tests {
             runtime_failure: failure,
             abandoned_attempts: abandoned,
             counters: Default::default(),
+            drain: None,
         }
     }
 

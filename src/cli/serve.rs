@@ -14,8 +14,8 @@ use crate::execution::WorkspaceStore;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
 use crate::runtime::builder::worker_id;
 use crate::runtime::{Runtime, RuntimeError, RuntimeExit, ShutdownReason};
-use crate::util::redact_url;
 use crate::task::Task;
+use crate::util::redact_url;
 
 /// What one serving process runs.
 #[derive(Debug, Clone)]
@@ -69,22 +69,29 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
     let config = options.config;
     let worker_id = worker_id(&config);
     let observability = config.observability().clone();
-    let logging = init_logging_with_stderr(&LogSettings {
-        log_root: config.log_root().to_path_buf(),
-        max_size: config.log_file_max_size(),
-        retention: config.log_retention(),
-        target: options.target.clone(),
-        worker_id: worker_id.clone(),
-        role: LogRole::ThreadRunner,
-        level: observability.log_level,
-    }, Some(observability.log_format))?;
+    let logging = init_logging_with_stderr(
+        &LogSettings {
+            log_root: config.log_root().to_path_buf(),
+            max_size: config.log_file_max_size(),
+            retention: config.log_retention(),
+            target: options.target.clone(),
+            worker_id: worker_id.clone(),
+            role: LogRole::ThreadRunner,
+            level: observability.log_level,
+        },
+        Some(observability.log_format),
+    )?;
     let store = workspace_store(&config);
     let conductor_url = config
         .conductor()
         .map(|c| redact_url(c.server_url()))
         .unwrap_or_default();
     let lakefs_endpoint = config.lakefs().map(|l| redact_url(l.endpoint_url()));
-    let mode = if options.lock_workspace_root { "thread" } else { "process-child" };
+    let mode = if options.lock_workspace_root {
+        "thread"
+    } else {
+        "process-child"
+    };
     let mut builder = Runtime::builder(config, options.task)
         .threads(options.threads)
         .lock_workspace_root(options.lock_workspace_root)

@@ -23,7 +23,6 @@ use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
-use crate::util::redact_url;
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
 use crate::supervisor::child::{ChildLauncher, CurrentExeError};
 use crate::supervisor::imp::{
@@ -91,15 +90,18 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     let mut launcher = ChildLauncher::for_current_exe(&target)?;
     let prefix = config.worker_id_prefix().to_owned();
     let observability = config.observability().clone();
-    let logging = init_logging_with_stderr(&LogSettings {
-        log_root: config.log_root().to_path_buf(),
-        max_size: config.log_file_max_size(),
-        retention: config.log_retention(),
-        target: target.clone(),
-        worker_id: prefix.clone(),
-        role: LogRole::Supervisor,
-        level: observability.log_level,
-    }, Some(observability.log_format))?;
+    let logging = init_logging_with_stderr(
+        &LogSettings {
+            log_root: config.log_root().to_path_buf(),
+            max_size: config.log_file_max_size(),
+            retention: config.log_retention(),
+            target: target.clone(),
+            worker_id: prefix.clone(),
+            role: LogRole::Supervisor,
+            level: observability.log_level,
+        },
+        Some(observability.log_format),
+    )?;
     let root = config.workspace_root().to_path_buf();
     let lock = acquire_supervisor_lock(&root)?;
     let store = crate::cli::serve::workspace_store(&config);

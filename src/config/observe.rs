@@ -61,7 +61,8 @@ impl MetricsConfig {
 
     /// The export interval in force.
     pub fn export_interval_or_default(&self) -> Duration {
-        self.export_interval.unwrap_or(Self::DEFAULT_EXPORT_INTERVAL)
+        self.export_interval
+            .unwrap_or(Self::DEFAULT_EXPORT_INTERVAL)
     }
 }
 
@@ -236,7 +237,14 @@ pub fn parse_observability<'a>(
     let (metrics, instance_id) = match metrics {
         Some((metrics, instance)) => (Some(metrics), instance),
         None if admin.is_some() => (None, instance_id(blank_or(get, vars::PERAGO_INSTANCE_ID))?),
-        None => (None, None),
+        // Not validated here, as in the reference; a valid value still labels the series an
+        // embedding program serves itself.
+        None => (
+            None,
+            instance_id(blank_or(get, vars::PERAGO_INSTANCE_ID))
+                .ok()
+                .flatten(),
+        ),
     };
     Ok(ObservabilityConfig {
         log_format,
@@ -286,17 +294,26 @@ mod tests {
                 &[("OTEL_SERVICE_NAME", "replace-me")],
                 "OTEL_SERVICE_NAME must be replaced with a real value",
             ),
-            (&[(E, " replace-me ")], "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be replaced with a real value"),
+            (
+                &[(E, " replace-me ")],
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT must be replaced with a real value",
+            ),
             (
                 &[(E, "http://x"), ("PERAGO_INSTANCE_ID", "a b")],
                 "PERAGO_INSTANCE_ID must contain only ASCII letters, digits, dots, underscores, or hyphens",
             ),
             (
-                &[(E, "http://x"), ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zstd")],
+                &[
+                    (E, "http://x"),
+                    ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zstd"),
+                ],
                 "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION must be 'gzip'",
             ),
             (
-                &[(E, "http://x"), ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1.5")],
+                &[
+                    (E, "http://x"),
+                    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1.5"),
+                ],
                 "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT must be a positive integer number of milliseconds",
             ),
             (
@@ -311,7 +328,10 @@ mod tests {
                 &[(E, "http://x"), ("OTEL_METRIC_EXPORT_INTERVAL", "000")],
                 "OTEL_METRIC_EXPORT_INTERVAL must be greater than zero",
             ),
-            (&[("PERAGO_LOG_FORMAT", "xml")], "PERAGO_LOG_FORMAT must be either 'text' or 'json'"),
+            (
+                &[("PERAGO_LOG_FORMAT", "xml")],
+                "PERAGO_LOG_FORMAT must be either 'text' or 'json'",
+            ),
             (
                 &[("PERAGO_LOG_LEVEL", "loud")],
                 "PERAGO_LOG_LEVEL must be one of 'error', 'warn', 'info', 'debug' or 'trace'",
@@ -333,7 +353,7 @@ mod tests {
             ("PERAGO_INSTANCE_ID", "bad id"),
             ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "zstd"),
         ]);
-        assert_eq!(config.map(|c| c.metrics), Ok(None));
+        assert_eq!(config.map(|c| (c.metrics, c.instance_id)), Ok((None, None)));
     }
 
     #[test]

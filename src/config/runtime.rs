@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::dotenv::load_env;
 use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
+use super::observe::{ObservabilityConfig, parse_observability};
 use super::parse::{
     ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
     DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
@@ -25,7 +26,6 @@ use super::parse::{
     parse_log_file_max_size, parse_log_retention, parse_worker_stack_size,
     validate_worker_id_prefix, vars,
 };
-use super::observe::{ObservabilityConfig, parse_observability};
 use super::secret::Secret;
 use super::worker::{WorkerSettings, WorkerSettingsSource};
 

@@ -169,7 +169,8 @@ fn push_text_value(line: &mut String, value: &Value) {
         Value::String(text)
             if !text.is_empty()
                 && text.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/' | '+' | '@')
+                    c.is_ascii_alphanumeric()
+                        || matches!(c, '.' | '_' | '-' | ':' | '/' | '+' | '@')
                 }) =>
         {
             line.push_str(text);

@@ -20,9 +20,9 @@ use log::{LevelFilter, Record};
 use parking_lot::Mutex;
 
 use super::format::{LineContext, LogRole, text_line, write_json_line};
-use crate::config::LogFormat;
 use super::path::{LOG_UTC_OFFSET, log_file_path, rotated_file_path};
 use super::retention::sweep_retention;
+use crate::config::LogFormat;
 
 /// Everything [`init_logging`] needs, already validated by the runtime configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -82,27 +82,91 @@ impl Catalog {
         let counters: [(&str, &str, &Counters); 12] = [
             ("task_poll", "Polls sent to Conductor.", &c.task_poll),
             ("task_poll_error", "Polls that failed.", &c.task_poll_error),
-            ("task_execution_started", "Attempts started.", &c.task_execution_started),
-            ("task_execute_error", "Attempts that did not complete.", &c.task_execute_error),
-            ("task_update_error", "Result updates that failed.", &c.task_update_error),
-            ("task_paused", "Polls skipped while the worker was paused.", &c.task_paused),
-            ("worker_restart", "Worker restarts (process mode children).", &c.worker_restart),
-            ("perago_attempts", "Attempts finished, by status.", &c.perago_attempts),
-            ("perago_lease_extensions", "Successful lease extensions (heartbeats).", &c.perago_lease_extensions),
-            ("perago_updates_lost", "Results that could not be reported after all retries.", &c.perago_updates_lost),
-            ("perago_publications", "Workspace publications, by outcome.", &c.perago_publications),
-            ("perago_fence_failures", "Attempts stopped by a fence (attempt or publish).", &c.perago_fence_failures),
+            (
+                "task_execution_started",
+                "Attempts started.",
+                &c.task_execution_started,
+            ),
+            (
+                "task_execute_error",
+                "Attempts that did not complete.",
+                &c.task_execute_error,
+            ),
+            (
+                "task_update_error",
+                "Result updates that failed.",
+                &c.task_update_error,
+            ),
+            (
+                "task_paused",
+                "Polls skipped while the worker was paused.",
+                &c.task_paused,
+            ),
+            (
+                "worker_restart",
+                "Worker restarts (process mode children).",
+                &c.worker_restart,
+            ),
+            (
+                "perago_attempts",
+                "Attempts finished, by status.",
+                &c.perago_attempts,
+            ),
+            (
+                "perago_lease_extensions",
+                "Successful lease extensions (heartbeats).",
+                &c.perago_lease_extensions,
+            ),
+            (
+                "perago_updates_lost",
+                "Results that could not be reported after all retries.",
+                &c.perago_updates_lost,
+            ),
+            (
+                "perago_publications",
+                "Workspace publications, by outcome.",
+                &c.perago_publications,
+            ),
+            (
+                "perago_fence_failures",
+                "Attempts stopped by a fence (attempt or publish).",
+                &c.perago_fence_failures,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
         }
         let histograms: [(&str, &str, &Histograms); 6] = [
-            ("task_poll_time_seconds", "Duration of polls.", &c.task_poll_time),
-            ("task_execute_time_seconds", "Duration of attempts.", &c.task_execute_time),
-            ("task_update_time_seconds", "Duration of result updates, retries included.", &c.task_update_time),
-            ("http_api_client_request_seconds", "Duration of Conductor API requests by route template.", &c.http_api_client_request),
-            ("task_result_size_bytes", "Size of reported task output JSON.", &c.task_result_size),
-            ("perago_attempt_phase_duration_seconds", "Duration of attempt phases.", &c.perago_attempt_phase_duration),
+            (
+                "task_poll_time_seconds",
+                "Duration of polls.",
+                &c.task_poll_time,
+            ),
+            (
+                "task_execute_time_seconds",
+                "Duration of attempts.",
+                &c.task_execute_time,
+            ),
+            (
+                "task_update_time_seconds",
+                "Duration of result updates, retries included.",
+                &c.task_update_time,
+            ),
+            (
+                "http_api_client_request_seconds",
+                "Duration of Conductor API requests by route template.",
+                &c.http_api_client_request,
+            ),
+            (
+                "task_result_size_bytes",
+                "Size of reported task output JSON.",
+                &c.task_result_size,
+            ),
+            (
+                "perago_attempt_phase_duration_seconds",
+                "Duration of attempt phases.",
+                &c.perago_attempt_phase_duration,
+            ),
         ];
         for (name, help, family) in histograms {
             registry.register(name, help, family.clone());

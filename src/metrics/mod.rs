@@ -135,12 +135,14 @@ impl Collector for SeriesCollector {
                             .iter()
                             .map(|(k, v)| (k.as_str(), v.as_str()))
                             .collect();
-                        family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                            point.sum,
-                            point.count,
-                            &buckets,
-                            None,
-                        )?;
+                        family
+                            .encode_family(&labels)?
+                            .encode_histogram::<NoLabelSet>(
+                                point.sum,
+                                point.count,
+                                &buckets,
+                                None,
+                            )?;
                     }
                 }
                 Kind::Gauge => {
@@ -433,7 +435,9 @@ mod tests {
             None,
         );
         metrics.set_busy(0);
-        metrics.recorder().gauge("queue_depth", 4.0, &[("queue", "a")]);
+        metrics
+            .recorder()
+            .gauge("queue_depth", 4.0, &[("queue", "a")]);
         let text = metrics.render_prometheus();
         for needle in [
             "task_poll_total{taskType=\"echo\"} 2",
@@ -442,8 +446,8 @@ mod tests {
             "task_execute_error_total{taskType=\"echo\",exception=\"download\"} 1",
             "active_workers{taskType=\"echo\"} 0",
             "runtime_task_attempt_duration_seconds_count{task_name=\"echo\"} 1",
-            "runtime_busy_slots{perago_instance_id=\"i-1\",task_name=\"echo\"} 0",
-            "app_queue_depth{queue=\"a\",task_name=\"echo\"} 4",
+            "runtime_busy_slots{perago_instance_id=\"i-1\",task_name=\"echo\"} 0.0",
+            "app_queue_depth{queue=\"a\",task_name=\"echo\"} 4.0",
             "perago_attempt_phase_duration_seconds_count{taskType=\"echo\",phase=\"download\"} 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in:\n{text}");
@@ -458,6 +462,10 @@ mod tests {
         metrics.attempt_finished(TaskStatus::Completed, None, &[], Duration::ZERO, Some(10));
         metrics.recorder().histogram("rows", 1.0, &[]);
         assert!(metrics.series().is_empty());
-        assert!(metrics.render_prometheus().contains("task_execution_started_total"));
+        assert!(
+            metrics
+                .render_prometheus()
+                .contains("task_execution_started_total")
+        );
     }
 }

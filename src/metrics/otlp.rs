@@ -52,9 +52,8 @@ pub fn encode_request(instruments: &[Instrument], now: SystemTime) -> ExportMetr
     let metrics = instruments
         .iter()
         .map(|instrument| {
-            let attributes = |labels: &[(String, String)]| {
-                labels.iter().map(|(k, v)| string_kv(k, v)).collect()
-            };
+            let attributes =
+                |labels: &[(String, String)]| labels.iter().map(|(k, v)| string_kv(k, v)).collect();
             let data = match instrument.kind {
                 Kind::Histogram => metric::Data::Histogram(Histogram {
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -286,7 +285,10 @@ mod tests {
         let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            ["runtime.busy_slots", "runtime.task_attempt_duration_seconds"]
+            [
+                "runtime.busy_slots",
+                "runtime.task_attempt_duration_seconds"
+            ]
         );
         match &metrics[1].data {
             Some(metric::Data::Histogram(h)) => {

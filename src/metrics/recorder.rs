@@ -13,8 +13,12 @@ use std::time::Instant;
 use super::series::{Labels, SeriesStore};
 
 /// Labels that would make a series per attempt; never labels.
-pub const RESERVED_ATTEMPT_LABELS: [&str; 4] =
-    ["task_id", "workflow_instance_id", "execution_id", "worker_id"];
+pub const RESERVED_ATTEMPT_LABELS: [&str; 4] = [
+    "task_id",
+    "workflow_instance_id",
+    "execution_id",
+    "worker_id",
+];
 
 /// The reference's `merge_metric_labels`: perago's labels first, then the user's minus
 /// clashes and reserved names (each ignored one logged).
@@ -101,7 +105,11 @@ impl MetricRecorder {
         self.bound.is_some()
     }
 
-    fn target(&self, name: &str, labels: &[(&str, &str)]) -> Option<(&SeriesStore, String, Labels)> {
+    fn target(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<(&SeriesStore, String, Labels)> {
         let bound = self.bound.as_ref()?;
         let metric_name = format!("app.{name}");
         if !valid_metric_name(name) {

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 
 /// The OpenTelemetry SDK's default explicit histogram bounds (what the reference uses).
 pub const DEFAULT_BOUNDS: [f64; 15] = [
-    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
-    7500.0, 10000.0,
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
 ];
 
 /// Label sets kept per instrument.
@@ -94,8 +94,16 @@ impl SeriesStore {
                 .position(|bound| value <= *bound)
                 .unwrap_or(DEFAULT_BOUNDS.len());
             point.bucket_counts[index] += 1;
-            point.min = if point.count == 0 { value } else { point.min.min(value) };
-            point.max = if point.count == 0 { value } else { point.max.max(value) };
+            point.min = if point.count == 0 {
+                value
+            } else {
+                point.min.min(value)
+            };
+            point.max = if point.count == 0 {
+                value
+            } else {
+                point.max.max(value)
+            };
             point.count += 1;
             point.sum += value;
         });

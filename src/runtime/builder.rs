@@ -17,8 +17,8 @@ use super::fence::ConductorFence;
 use super::gc_timer::{GcTimer, LogPruning, sweep_workspaces};
 use super::handle::{Running, RuntimeHandle, Threads};
 use super::health::{Health, InFlight};
-use super::observed::ObservedConductor;
 use super::lease::LeaseKeeper;
+use super::observed::ObservedConductor;
 use super::poller::Poller;
 use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
 use super::signals;
@@ -426,12 +426,13 @@ impl RuntimeBuilder {
         startup.threads.poller = Some(spawn("poller", move || poller.run())?);
         if let Some(otlp) = &observability.metrics {
             let exporter = Exporter::new(otlp.clone(), metrics.clone());
-            let thread = exporter
-                .spawn(shutdown.halt_token())
-                .map_err(|source| RuntimeError::Spawn {
-                    thread: "metrics-export".to_owned(),
-                    source,
-                })?;
+            let thread =
+                exporter
+                    .spawn(shutdown.halt_token())
+                    .map_err(|source| RuntimeError::Spawn {
+                        thread: "metrics-export".to_owned(),
+                        source,
+                    })?;
             startup.threads.exporter = Some(thread);
         }
 

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, at, never, select};
 
 use super::counters::{Counters, CountersSnapshot};
-use super::health::{Activity, Dependency, Health, InFlight, UNREACHABLE_AFTER};
-use crate::metrics::Metrics;
 use super::gc_timer::sweep_workspaces;
+use super::health::{Activity, Dependency, Health, InFlight, UNREACHABLE_AFTER};
 use super::shutdown::{Shutdown, ShutdownReason};
 use super::signals::SignalWatcher;
+use crate::metrics::Metrics;
 use crate::workspace::{LiveOwners, SupervisorLock};
 
 /// How a runtime ended.
@@ -430,7 +430,10 @@ impl RuntimeView {
         if self.shutdown.is_requested() {
             not_ready.push("draining".to_owned());
         }
-        for (dependency, name) in [(Dependency::Conductor, "Conductor"), (Dependency::Lakefs, "lakeFS")] {
+        for (dependency, name) in [
+            (Dependency::Conductor, "Conductor"),
+            (Dependency::Lakefs, "lakeFS"),
+        ] {
             if let Some(down) = self.health.unreachable_for(dependency, now)
                 && down >= UNREACHABLE_AFTER
             {
@@ -469,5 +472,4 @@ impl RuntimeView {
                 .collect(),
         }
     }
-
 }

@@ -170,14 +170,6 @@ impl Health {
             .collect()
     }
 
-    /// How long the current poll has been running past its bound, if it has.
-    pub fn wedged_for(&self, now: Instant) -> Option<Duration> {
-        self.wedged(now)
-            .into_iter()
-            .find(|(activity, _, _)| *activity == Activity::Poll)
-            .map(|(_, over, _)| over)
-    }
-
     /// Records whether a call to `dependency` reached it.
     pub fn record(&self, dependency: Dependency, reached: bool) {
         let now = Instant::now();
@@ -293,12 +285,24 @@ mod tests {
     fn a_poll_past_its_bound_is_wedged_and_a_returned_one_is_not() {
         let health = Health::new(Duration::from_secs(5));
         let now = Instant::now();
-        assert_eq!(health.wedged_for(now), None);
+        assert_eq!(health.wedged(now), []);
         health.poll_started();
-        assert_eq!(health.wedged_for(Instant::now()), None);
-        assert!(health.wedged_for(now + Duration::from_secs(6)).is_some());
+        assert_eq!(health.wedged(Instant::now()), []);
+        let wedged = health.wedged(now + Duration::from_secs(6));
+        assert_eq!(wedged.len(), 1);
+        assert_eq!(
+            (wedged[0].0, wedged[0].2),
+            (Activity::Poll, Duration::from_secs(5))
+        );
+        health.begin(Activity::Gc);
+        assert_eq!(
+            health.wedged(now + Duration::from_secs(6)).len(),
+            1,
+            "a sweep has 10 min"
+        );
+        health.end(Activity::Gc);
         health.poll_finished();
-        assert_eq!(health.wedged_for(now + Duration::from_secs(6)), None);
+        assert_eq!(health.wedged(now + Duration::from_secs(6)), []);
     }
 
     #[test]

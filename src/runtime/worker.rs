@@ -19,8 +19,8 @@ use parking_lot::Mutex;
 
 use super::counters::Counters;
 use super::fence::ConductorFence;
-use super::identity::attempt_identity;
 use super::health::{Dependency, Health, InFlight, InFlightGuard};
+use super::identity::attempt_identity;
 use super::lease::{Leases, lease_interval};
 use super::observed::exception_kind;
 use super::shutdown::{PanicGuard, Shutdown};
@@ -139,7 +139,10 @@ impl Worker {
         let guard = shared
             .in_flight
             .start(&task.task_id, &task.workflow_instance_id);
-        let busy = shared.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let busy = shared
+            .busy
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         shared.metrics.attempt_started(busy);
         let cancel = shared.shutdown.register_attempt();
         let env = AttemptEnv {
@@ -159,7 +162,10 @@ impl Worker {
         let report =
             run_attempt_observed(&shared.task, &identity, &task.input_data, &env, &observer);
         drop(cancel);
-        let busy = shared.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) - 1;
+        let busy = shared
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+            - 1;
         shared.metrics.set_busy(busy);
         // The lease must end before the result is sent, or a late heartbeat could race it.
         if interval.is_some() {

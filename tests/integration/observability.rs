@@ -69,7 +69,10 @@ fn run_metered(server: &DevServer, n: usize, params: Value) -> Vec<String> {
 fn wait_completed(server: &DevServer, ids: &[String]) {
     wait_until("workflows to finish", LONG, || {
         ids.iter().all(|id| {
-            let status = workflow(server, id)["status"].as_str().unwrap_or("").to_owned();
+            let status = workflow(server, id)["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
             status == "COMPLETED" || status == "FAILED"
         })
     });
@@ -95,7 +98,10 @@ fn admin_routes_serve_metrics_status_and_probes_with_bounded_labels() {
 
     let ids = run_metered(&server, 5, json!({"items": 7, "kind": "parquet"}));
     wait_completed(&server, &ids);
-    wait_until("the counters", LONG, || handle.counters().completed == 5);
+    wait_until("every result reported", LONG, || {
+        let c = handle.counters();
+        c.completed == 5 && c.in_flight == 0
+    });
 
     let (status, text) = get(&format!("{base}/metrics"));
     assert_eq!(status, 200);
@@ -108,10 +114,10 @@ fn admin_routes_serve_metrics_status_and_probes_with_bounded_labels() {
         "perago_attempts_total{taskType=\"examples.metered\",status=\"COMPLETED\"} 5",
         "http_api_client_request_seconds_count{method=\"POST\",uri=\"/tasks/update-v2\",status=\"200\"}",
         "runtime_task_attempt_duration_seconds_count{task_name=\"examples.metered\"} 5",
-        "runtime_busy_slots{perago_instance_id=\"host-a\",task_name=\"examples.metered\"} 0",
+        "runtime_busy_slots{perago_instance_id=\"host-a\",task_name=\"examples.metered\"} 0.0",
         "app_items_count{kind=\"parquet\",task_name=\"examples.metered\"} 5",
         "app_items_sum{kind=\"parquet\",task_name=\"examples.metered\"} 35",
-        "app_last_items{task_name=\"examples.metered\"} 7",
+        "app_last_items{task_name=\"examples.metered\"} 7.0",
         "app_step_seconds_count{task_name=\"examples.metered\"} 5",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
@@ -147,7 +153,11 @@ fn admin_routes_serve_metrics_status_and_probes_with_bounded_labels() {
     assert_eq!(get(&format!("{base}/livez")), (200, "ok\n".to_owned()));
     assert_eq!(get(&format!("{base}/readyz")), (200, "ok\n".to_owned()));
     assert_eq!(get(&format!("{base}/nope")).0, 404);
-    assert_eq!(get(&format!("{base}/pause")).0, 405, "control routes are POST");
+    assert_eq!(
+        get(&format!("{base}/pause")).0,
+        405,
+        "control routes are POST"
+    );
 
     handle.shutdown();
     assert!(handle.join().is_clean());
@@ -163,7 +173,7 @@ fn status_lists_in_flight_attempts_and_pause_resume_drain_steer_the_worker() {
         config(&server, dir.path(), "obs.sleepy", &[]),
         sleepy("obs_sleepy"),
     )
-    .threads(1)
+    .threads(2)
     .conductor(api(&server))
     .start()
     .expect("runtime starts");
@@ -171,7 +181,11 @@ fn status_lists_in_flight_attempts_and_pause_resume_drain_steer_the_worker() {
     let base = format!("http://{}", admin.addr());
 
     // An attempt in its body shows in /status with its identity, phase and age.
-    let slow = start(&server, "obs_sleepy", json!({"message": "m", "sleep_ms": 60000}));
+    let slow = start(
+        &server,
+        "obs_sleepy",
+        json!({"message": "m", "sleep_ms": 60000}),
+    );
     let mut in_flight = Value::Null;
     wait_until("the attempt in /status", LONG, || {
         in_flight = json_of(&get(&format!("{base}/status")).1)["in_flight"].clone();
@@ -184,7 +198,10 @@ fn status_lists_in_flight_attempts_and_pause_resume_drain_steer_the_worker() {
 
     // Pause: readiness fails and nothing new is polled; resume picks the work up again.
     let (status, body) = post(&format!("{base}/pause"), None);
-    assert_eq!((status, json_of(&body)["changed"].clone()), (200, json!(true)));
+    assert_eq!(
+        (status, json_of(&body)["changed"].clone()),
+        (200, json!(true))
+    );
     let (status, body) = get(&format!("{base}/readyz"));
     assert_eq!((status, body.as_str()), (503, "paused\n"));
     assert_eq!(get(&format!("{base}/livez")).0, 200, "paused is still live");
@@ -195,9 +212,15 @@ fn status_lists_in_flight_attempts_and_pause_resume_drain_steer_the_worker() {
     });
     let quick = start(&server, "obs_sleepy", json!({"message": "q"}));
     assert_eq!(tasks(&server, &quick)[0]["status"], "SCHEDULED");
-    assert_eq!(json_of(&get(&format!("{base}/status")).1)["counters"]["polled"], 1);
+    assert_eq!(
+        json_of(&get(&format!("{base}/status")).1)["counters"]["polled"],
+        1
+    );
     let (status, body) = post(&format!("{base}/resume"), None);
-    assert_eq!((status, json_of(&body)["changed"].clone()), (200, json!(true)));
+    assert_eq!(
+        (status, json_of(&body)["changed"].clone()),
+        (200, json!(true))
+    );
     wait_until("the quick workflow after resume", LONG, || {
         workflow(&server, &quick)["status"] == "COMPLETED"
     });
@@ -209,10 +232,16 @@ fn status_lists_in_flight_attempts_and_pause_resume_drain_steer_the_worker() {
     let (status, body) = get(&format!("{base}/readyz"));
     assert_eq!((status, body.as_str()), (503, "draining\n"));
     assert_eq!(handle.shutdown_reason(), Some(ShutdownReason::Signal));
-    assert_eq!(json_of(&get(&format!("{base}/status")).1)["in_flight"][0]["task_id"], task_id);
+    assert_eq!(
+        json_of(&get(&format!("{base}/status")).1)["in_flight"][0]["task_id"],
+        task_id
+    );
     handle.force();
     let exit = handle.join();
-    assert_eq!(exit.counters.failed, 1, "the slow attempt was cancelled and reported");
+    assert_eq!(
+        exit.counters.failed, 1,
+        "the slow attempt was cancelled and reported"
+    );
     admin.stop();
 }
 
@@ -233,7 +262,11 @@ fn control_routes_need_the_bearer_token_when_one_is_set() {
     assert!(!handle.probe().not_ready.contains(&"paused".to_owned()));
     assert_eq!(post(&format!("{base}/pause"), Some("s3cret")).0, 200);
     assert!(handle.probe().not_ready.contains(&"paused".to_owned()));
-    assert_eq!(get(&format!("{base}/metrics")).0, 200, "reads need no token");
+    assert_eq!(
+        get(&format!("{base}/metrics")).0,
+        200,
+        "reads need no token"
+    );
     handle.shutdown();
     handle.join();
     admin.stop();
@@ -254,15 +287,14 @@ fn livez_turns_red_while_a_poll_outlives_its_bound_and_green_after() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = config(&server, dir.path(), "examples.metered", &[]);
-    let api: Arc<dyn perago::__private::ConductorApi> = Arc::new(
-        perago::__private::ConductorClient::with_options(
+    let api: Arc<dyn perago::__private::ConductorApi> =
+        Arc::new(perago::__private::ConductorClient::with_options(
             &perago::ConductorConfig::new(server.conductor_url(), None),
             perago::__private::ConductorClientOptions {
                 poll_slack: Duration::from_secs(10),
                 ..fast_options()
             },
-        ),
-    );
+        ));
     let handle = Runtime::builder(config, perago::examples::metered().unwrap())
         .conductor(api)
         .poll_liveness_bound(Duration::from_millis(300))
@@ -276,10 +308,19 @@ fn livez_turns_red_while_a_poll_outlives_its_bound_and_green_after() {
         body = text;
         status == 503
     });
-    assert!(body.starts_with("poll loop wedged: a poll has run"), "{body}");
-    assert_eq!(get(&format!("{base}/readyz")).0, 503, "not live is not ready");
+    assert!(
+        body.starts_with("poll loop wedged: a poll has run"),
+        "{body}"
+    );
+    assert_eq!(
+        get(&format!("{base}/readyz")).0,
+        503,
+        "not live is not ready"
+    );
     server.faults().clear();
-    wait_until("/livez to recover", LONG, || get(&format!("{base}/livez")).0 == 200);
+    wait_until("/livez to recover", LONG, || {
+        get(&format!("{base}/livez")).0 == 200
+    });
     handle.shutdown();
     handle.join();
     admin.stop();
@@ -324,10 +365,16 @@ fn otlp_export_reaches_the_dev_server_with_the_reference_names_and_labels() {
     assert_eq!(attempt["kind"], "histogram");
     assert_eq!(attempt["scope"], "perago");
     assert_eq!(attempt["unit"], "1");
-    assert_eq!(attempt["attributes"], json!({"task_name": "examples.metered"}));
+    assert_eq!(
+        attempt["attributes"],
+        json!({"task_name": "examples.metered"})
+    );
     assert_eq!(
         attempt["point"]["explicit_bounds"],
-        json!([0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0, 10000.0])
+        json!([
+            0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
+            7500.0, 10000.0
+        ])
     );
     let busy = find(&decoded, "runtime.busy_slots").expect("busy slots exported");
     assert_eq!(busy["kind"], "gauge");
@@ -417,9 +464,14 @@ impl Perago {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("perago did not exit; stderr:
-{}", self.lines().join("
-"));
+                panic!(
+                    "perago did not exit; stderr:
+{}",
+                    self.lines().join(
+                        "
+"
+                    )
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -461,11 +513,15 @@ fn start_logs_a_banner_reasons_task_lines_and_a_summary_to_stderr_as_json() {
     let admin = banner["admin_addr"].as_str().unwrap().to_owned();
     assert!(admin.starts_with("127.0.0.1:"), "{banner}");
 
-    let failing = start(&server, "examples.metered", json!({"items": 2, "fail_with": "boom: the "reason""}));
+    let failing = start(
+        &server,
+        "examples.metered",
+        json!({"items": 2, "fail_with": "boom: the 'reason'"}),
+    );
     let finished = perago.json_line("attempt finished");
     assert_eq!(finished["status"], "FAILED");
     assert_eq!(finished["phase"], "body");
-    assert_eq!(finished["reason"], "boom: the "reason"");
+    assert_eq!(finished["reason"], "boom: the 'reason'");
     assert_eq!(finished["workflow_instance_id"], json!(failing));
     let body_line = perago.json_line("metering 2 plain items");
     assert_eq!(body_line["workflow_instance_id"], json!(failing));
@@ -498,7 +554,7 @@ fn start_logs_a_banner_reasons_task_lines_and_a_summary_to_stderr_as_json() {
         .map(json_of)
         .find(|v| v["message"] == "attempt finished")
         .expect("attempt record in the file");
-    assert_eq!(record["reason"], "boom: the "reason"");
+    assert_eq!(record["reason"], "boom: the 'reason'");
 }
 
 #[test]
@@ -519,18 +575,23 @@ fn start_text_logs_summarise_a_poll_outage_and_its_recovery() {
     let mut perago = Perago::spawn(
         dir.path(),
         &["start", "examples.echo", "--execution-mode", "thread"],
-        &[("CONDUCTOR_SERVER_URL", server.conductor_url())],
+        &[
+            ("CONDUCTOR_SERVER_URL", server.conductor_url()),
+            ("PERAGO_ADMIN_ADDR", "127.0.0.1:0".into()),
+        ],
     );
     let banner = perago.wait_line("the banner", |l| l.contains(" thread runner started "));
-    assert!(banner.contains(" INFO  thread runner started worker_id="), "{banner}");
+    assert!(
+        banner.contains(" INFO  thread runner started worker_id="),
+        "{banner}"
+    );
     let admin = banner
         .split(' ')
         .find_map(|field| field.strip_prefix("admin_addr="))
         .expect("admin address in the banner")
         .to_owned();
     wait_until("three failed polls", LONG, || {
-        json_of(&get(&format!("http://{admin}/status")).1)["counters"]["poll_errors"]
-            .as_u64()
+        json_of(&get(&format!("http://{admin}/status")).1)["counters"]["poll_errors"].as_u64()
             >= Some(3)
     });
     let count = |needle: &str| perago.lines().iter().filter(|l| l.contains(needle)).count();
@@ -569,7 +630,10 @@ fn run_prints_task_body_lines_on_stderr_and_keeps_stdout_for_the_result() {
         .lines()
         .find(|l| l.contains("metering 3 plain items"))
         .unwrap_or_else(|| panic!("no task line in\n{stderr}"));
-    assert!(line.contains(" INFO  metering 3 plain items worker_id="), "{line}");
+    assert!(
+        line.contains(" INFO  metering 3 plain items worker_id="),
+        "{line}"
+    );
     assert!(line.contains(" task_id=local-"), "{line}");
 }
 
@@ -597,7 +661,10 @@ fn start_refuses_a_metrics_enabled_task_without_a_destination() {
         .env_clear()
         .env("TMPDIR", dir.path())
         .env("CONDUCTOR_SERVER_URL", server.conductor_url())
-        .env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://127.0.0.1:9/v1/metrics")
+        .env(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://127.0.0.1:9/v1/metrics",
+        )
         .output()
         .expect("perago runs");
     assert_eq!(
@@ -624,7 +691,11 @@ fn sigterm_fails_readiness_while_in_flight_attempts_drain() {
         .as_str()
         .unwrap()
         .to_owned();
-    let id = start(&server, "examples.echo", json!({"message": "m", "sleep_ms": 3000}));
+    let id = start(
+        &server,
+        "examples.echo",
+        json!({"message": "m", "sleep_ms": 3000}),
+    );
     wait_until("the attempt in its body", LONG, || {
         json_of(&get(&format!("http://{admin}/status")).1)["in_flight"][0]["phase"] == "body"
     });
@@ -635,7 +706,11 @@ fn sigterm_fails_readiness_while_in_flight_attempts_drain() {
     // Still draining: the attempt is running and the listener answers.
     assert_eq!(get(&format!("http://{admin}/livez")).0, 200);
     assert!(perago.wait_exit().success());
-    assert_eq!(workflow(&server, &id)["status"], "COMPLETED", "the drain let it finish");
+    assert_eq!(
+        workflow(&server, &id)["status"],
+        "COMPLETED",
+        "the drain let it finish"
+    );
 }
 
 #[test]
@@ -645,7 +720,14 @@ fn process_mode_serves_one_listener_with_the_children_merged() {
     let dir = tempfile::tempdir().unwrap();
     let mut perago = Perago::spawn(
         dir.path(),
-        &["start", "examples.echo", "-j", "2", "--execution-mode", "process"],
+        &[
+            "start",
+            "examples.echo",
+            "-j",
+            "2",
+            "--execution-mode",
+            "process",
+        ],
         &[
             ("CONDUCTOR_SERVER_URL", server.conductor_url()),
             ("PERAGO_ADMIN_ADDR", "127.0.0.1:0".into()),
@@ -659,7 +741,13 @@ fn process_mode_serves_one_listener_with_the_children_merged() {
         status["children"].as_array().is_some_and(|c| c.len() == 2) && status["ready"] == true
     });
     let ids: Vec<String> = (0..4)
-        .map(|i| start(&server, "examples.echo", json!({"message": format!("m{i}")})))
+        .map(|i| {
+            start(
+                &server,
+                "examples.echo",
+                json!({"message": format!("m{i}")}),
+            )
+        })
         .collect();
     wait_completed(&server, &ids);
     wait_until("the merged counters", LONG, || {
@@ -675,7 +763,10 @@ fn process_mode_serves_one_listener_with_the_children_merged() {
     );
     assert!(text.ends_with("# EOF\n"));
     let (status, body) = post(&format!("http://{admin}/pause"), None);
-    assert_eq!((status, json_of(&body)["changed"].clone()), (200, json!(true)));
+    assert_eq!(
+        (status, json_of(&body)["changed"].clone()),
+        (200, json!(true))
+    );
     let (status, body) = get(&format!("http://{admin}/readyz"));
     assert_eq!(status, 503);
     assert_eq!(body.matches(": paused").count(), 2, "{body}");
