@@ -625,11 +625,6 @@ fn observed_rate(threads: usize, n: usize, on: bool) -> f64 {
     rate
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn observability() {
     println!(
         "\necho throughput with SPEC §15 off vs on (same run, median of 3 alternating), tasks/s"

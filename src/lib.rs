@@ -13,6 +13,12 @@
 //! - **Naming targets**: [`Targets`], the set a binary serves.
 //! - **Configuration**: [`RuntimeConfig::load`] (`.env` + environment, SPEC §2).
 //! - **Embedding a runtime**: [`Runtime::builder`] → [`RuntimeBuilder`] → [`RuntimeHandle`].
+//! - **Seeing and steering it** (SPEC §15): [`RuntimeHandle::metrics`] ([`Metrics`]: Prometheus
+//!   text, the OTel-shaped series), [`RuntimeHandle::probe`], [`RuntimeHandle::status`],
+//!   [`RuntimeHandle::pause`] / [`resume`](RuntimeHandle::resume), and
+//!   [`AdminServer::for_runtime`] for the same HTTP listener `perago start` runs. Task bodies
+//!   record `app.<name>` series through [`TaskContext::histogram`], [`gauge`](TaskContext::gauge)
+//!   and [`timer`](TaskContext::timer) once the task declares [`MetricSpec`].
 //! - **The TaskDef**: [`task_def`] / [`render_task_def`].
 //! - **The command line** (feature `cli`): [`cli::main_with`] with a [`cli::App`].
 //!

@@ -112,7 +112,7 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
             Ok(server) => Some(server),
             Err(error) => {
                 handle.shutdown();
-                drop(handle.join());
+                let _ = handle.join();
                 return Err(error.into());
             }
         },

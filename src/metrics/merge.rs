@@ -9,13 +9,16 @@
 
 use std::collections::BTreeMap;
 
+/// One family while merging: its metadata lines and its samples, in first-seen order.
+type Family = (Vec<String>, Vec<(String, f64)>);
+
 /// Merges OpenMetrics texts (as [`Metrics::render_prometheus`](super::Metrics::render_prometheus)
 /// writes them). Lines that are neither metadata nor a `name{labels} value` sample are
 /// dropped.
 pub fn merge_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     // family name → (metadata lines, samples in first-seen order)
     let mut order: Vec<String> = Vec::new();
-    let mut families: BTreeMap<String, (Vec<String>, Vec<(String, f64)>)> = BTreeMap::new();
+    let mut families: BTreeMap<String, Family> = BTreeMap::new();
     let mut current = String::new();
     for text in texts {
         for line in text.lines() {
