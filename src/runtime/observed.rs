@@ -76,12 +76,20 @@ impl ConductorApi for ObservedConductor {
     fn poll_batch(
         &self,
         task_type: &str,
+        domain: Option<&str>,
         worker_id: &str,
         count: usize,
         wait: Duration,
     ) -> Result<Vec<PolledTask>, ConductorError> {
         self.observe("GET", "/tasks/poll/batch/{taskType}", || {
-            self.inner.poll_batch(task_type, worker_id, count, wait)
+            self.inner
+                .poll_batch(task_type, domain, worker_id, count, wait)
+        })
+    }
+
+    fn add_task_log(&self, task_id: &str, line: &str) -> Result<(), ConductorError> {
+        self.observe("POST", "/tasks/{taskId}/log", || {
+            self.inner.add_task_log(task_id, line)
         })
     }
 
