@@ -29,6 +29,7 @@ use crate::supervisor::imp::{
     LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings,
 };
 use crate::supervisor::signals;
+use crate::util::redact_url;
 use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep_releasing};
 
 /// What one supervisor runs.

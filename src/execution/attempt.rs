@@ -558,5 +558,7 @@ pub fn undecodable_task_report(reason: &str, failure_reason_max_length: usize) -
         changes: None,
         reason_original_chars: cut.truncated.then_some(cut.original_chars),
         cleanup_errors: Vec::new(),
+        download_bytes: None,
+        upload_bytes: None,
     }
 }
