@@ -77,7 +77,7 @@ pub use registry::{TargetError, Targets};
 pub use result::{Phase, TaskStatus};
 pub use runtime::{
     CountersSnapshot, Runtime, RuntimeBuilder, RuntimeError, RuntimeExit, RuntimeHandle,
-    ShutdownReason,
+    ShutdownReason, TaskCounters,
 };
 pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,

@@ -4,6 +4,11 @@
 //! Both install the per-worker JSONL log file (SPEC §11), start the runtime with signal
 //! handling, log `thread runner started`, and block until the runtime has drained. Embedded
 //! runtimes do not come through here: their host owns logging and signals.
+//!
+//! A thread-mode `start` of several targets is one process, one log file (under the target
+//! set's name, see `cli::target_set`) and one runtime hosting every target's task with its own
+//! threads; its `thread runner started` record then also lists `tasks` as
+//! `<task>=<threads>,…`.
 
 use std::sync::Arc;
 
@@ -14,20 +19,27 @@ use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
 use crate::runtime::builder::worker_id;
-use crate::runtime::{Runtime, RuntimeError, RuntimeExit};
+use crate::runtime::{RuntimeBuilder, RuntimeError, RuntimeExit};
 use crate::task::Task;
+
+/// One task a serving process hosts.
+#[derive(Debug, Clone)]
+pub struct ServedTask {
+    /// The task.
+    pub task: Task,
+    /// Its worker threads.
+    pub threads: usize,
+}
 
 /// What one serving process runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The CLI target (names the log directory).
+    /// The CLI target, or the target set's name (names the log directory).
     pub target: String,
-    /// The task served.
-    pub task: Task,
+    /// The tasks served, in command-line order.
+    pub tasks: Vec<ServedTask>,
     /// The loaded configuration.
     pub config: RuntimeConfig,
-    /// Worker threads.
-    pub threads: usize,
     /// Whether this process owns the workspace root (false for a supervised child).
     pub lock_workspace_root: bool,
 }
@@ -70,8 +82,21 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
         level: LevelFilter::Info,
     })?;
     let store = workspace_store(&config);
-    let mut builder = Runtime::builder(config, options.task)
-        .threads(options.threads)
+    let threads: usize = options.tasks.iter().map(|served| served.threads).sum();
+    let tasks = (options.tasks.len() > 1).then(|| {
+        options
+            .tasks
+            .iter()
+            .map(|served| format!("{}={}", served.task.name(), served.threads))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let mut builder = options
+        .tasks
+        .into_iter()
+        .fold(RuntimeBuilder::new(config), |builder, served| {
+            builder.task_with_threads(served.task, served.threads)
+        })
         .lock_workspace_root(options.lock_workspace_root)
         .signals(true)
         .log_dir(logging.log_dir());
@@ -79,14 +104,25 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
         builder = builder.workspace_store(store);
     }
     let handle = builder.start()?;
-    log::info!(
-        worker_id = handle.worker_id(),
-        target = options.target.as_str(),
-        threads = options.threads as u64,
-        log_file:% = logging.log_file().display();
-        "{}",
-        LogRole::ThreadRunner.startup_message()
-    );
+    match &tasks {
+        None => log::info!(
+            worker_id = handle.worker_id(),
+            target = options.target.as_str(),
+            threads = threads as u64,
+            log_file:% = logging.log_file().display();
+            "{}",
+            LogRole::ThreadRunner.startup_message()
+        ),
+        Some(tasks) => log::info!(
+            worker_id = handle.worker_id(),
+            target = options.target.as_str(),
+            threads = threads as u64,
+            tasks = tasks.as_str(),
+            log_file:% = logging.log_file().display();
+            "{}",
+            LogRole::ThreadRunner.startup_message()
+        ),
+    }
     let exit = handle.join();
     logging.flush();
     Ok(exit)
@@ -98,9 +134,8 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
 pub(crate) fn run_worker_process(target: &str, task: Task, config: RuntimeConfig) -> CommandResult {
     let options = ServeOptions {
         target: target.to_owned(),
-        task,
+        tasks: vec![ServedTask { task, threads: 1 }],
         config,
-        threads: 1,
         lock_workspace_root: false,
     };
     Ok(Outcome::Runtime(serve(options)?))

@@ -10,6 +10,15 @@
 //! (`<log_root>/<target>/worker_id=<prefix>/…`), next to its children's
 //! `worker_id=<prefix>0001…` directories: it is the one process of the set without a slot,
 //! and the prefix names the set.
+//!
+//! **Several targets** (SPEC §17): each child serves exactly one target of the set, so a
+//! target's children are its slot budget and a slow or crashing target never holds up
+//! another. `-j N` starts N children per target, `target=N` N children for that target.
+//! Slots are numbered across the whole set in command-line order (`a=2 b=1` → `<prefix>0001`
+//! and `<prefix>0002` serve `a`, `<prefix>0003` serves `b`), so every worker id is unique;
+//! the prefix is the set's (derived from the set's name unless `PERAGO_WORKER_ID_PREFIX` is
+//! set). The supervisor logs under the set's name, each child under its own target
+//! (`<log_root>/<target>/worker_id=<prefix><slot>/…`), as a single-target child does.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -22,7 +31,7 @@ use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging};
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
-use crate::supervisor::child::{ChildLauncher, CurrentExeError};
+use crate::supervisor::child::{ChildLauncher, CurrentExeError, child_worker_id};
 use crate::supervisor::imp::{
     LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings,
 };
@@ -32,10 +41,11 @@ use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep_releasing}
 /// What one supervisor runs.
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
-    /// The CLI target the children serve (they are started with it).
+    /// The CLI target, or the target set's name (names the supervisor's log directory).
     pub target: String,
-    /// Number of child processes (`-j`).
-    pub children: NonZeroUsize,
+    /// Each target the children serve, with its number of child processes (`-j`, or
+    /// `target=N`), in command-line order.
+    pub children: Vec<(String, NonZeroUsize)>,
     /// The loaded configuration (the children load the same one from the same sources).
     pub config: RuntimeConfig,
 }
@@ -46,6 +56,9 @@ pub enum SupervisorError {
     /// The executable to re-run as children is unknown.
     #[error(transparent)]
     CurrentExe(#[from] CurrentExeError),
+    /// No target to start children for.
+    #[error("process mode needs at least one target to serve")]
+    NoChildren,
     /// The supervisor's log file could not be set up.
     #[error(transparent)]
     Logging(#[from] LoggingError),
@@ -73,8 +86,25 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         children,
         config,
     } = options;
-    let launcher = ChildLauncher::for_current_exe(&target)?;
+    let exe = ChildLauncher::for_current_exe(&target)?.exe().to_path_buf();
     let prefix = config.worker_id_prefix().to_owned();
+    // One launcher per slot, in slot order: the target each slot's child serves.
+    let slots: Vec<(String, ChildLauncher)> = children
+        .iter()
+        .flat_map(|(target, count)| std::iter::repeat_n(target, count.get()))
+        .enumerate()
+        .map(|(index, child_target)| {
+            (
+                child_worker_id(&prefix, index + 1),
+                ChildLauncher::new(exe.clone(), child_target, std::process::id()),
+            )
+        })
+        .collect();
+    let total = slots.len();
+    let first = match slots.first() {
+        Some((_, launcher)) => launcher.clone(),
+        None => return Err(SupervisorError::NoChildren),
+    };
     let logging = init_logging(&LogSettings {
         log_root: config.log_root().to_path_buf(),
         max_size: config.log_file_max_size(),
@@ -93,31 +123,62 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     let signals =
         signals::watch(requests_tx).map_err(|source| SupervisorError::Signals { source })?;
 
-    log::info!(
-        children = children.get(),
-        log_file:% = logging.log_file().display(),
-        workspace_root:% = root.display(),
-        exe:% = launcher.exe().display();
-        "{}",
-        LogRole::Supervisor.startup_message()
-    );
+    if children.len() == 1 {
+        log::info!(
+            children = total,
+            log_file:% = logging.log_file().display(),
+            workspace_root:% = root.display(),
+            exe:% = exe.display();
+            "{}",
+            LogRole::Supervisor.startup_message()
+        );
+    } else {
+        let per_target = children
+            .iter()
+            .map(|(target, count)| format!("{target}={count}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        log::info!(
+            children = total,
+            targets = per_target.as_str(),
+            log_file:% = logging.log_file().display(),
+            workspace_root:% = root.display(),
+            exe:% = exe.display();
+            "{}",
+            LogRole::Supervisor.startup_message()
+        );
+    }
     let settings = SupervisorSettings {
         workspace_root: root.clone(),
         worker_id_prefix: prefix,
-        children: children.get(),
+        children: total,
         gc_ttl: config.workspace_gc_ttl(),
         gc_interval: config.workspace_gc_interval(),
         force_kill_after: config.shutdown_force_kill_after(),
         logs: Some(LogPruning {
             log_root: config.log_root().to_path_buf(),
             target,
+            slot_targets: slots
+                .iter()
+                .map(|(_, launcher)| launcher.target().to_owned())
+                .collect(),
             retention: config.log_retention(),
         }),
         restart_delays: RESTART_DELAYS,
         healthy_run: HEALTHY_RUN,
         store: store.clone(),
     };
-    let mut supervisor = Supervisor::new(settings, Box::new(move |id| launcher.command(id)));
+    let mut supervisor = Supervisor::new(
+        settings,
+        Box::new(move |id| {
+            // The supervisor only asks for its slots' ids, so the fallback is never used.
+            let launcher = slots
+                .iter()
+                .find(|(slot_id, _)| slot_id == id)
+                .map_or(&first, |(_, launcher)| launcher);
+            launcher.command(id)
+        }),
+    );
     if let Err(error) = supervisor.start_all() {
         signals.stop();
         sweep_all(&root, store.as_deref(), "shutdown");

@@ -1,5 +1,9 @@
 //! Live counters of one runtime, readable at any time through
-//! [`RuntimeHandle::counters`](super::RuntimeHandle::counters).
+//! [`RuntimeHandle::counters`](super::RuntimeHandle::counters) (the total) and
+//! [`RuntimeHandle::task_counters`](super::RuntimeHandle::task_counters) (one hosted task).
+//!
+//! Each hosted task has its own [`Counters`] (polls, attempts, lease extensions, updates);
+//! the runtime has one more for what belongs to no task (GC sweeps). The total is their sum.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -81,6 +85,29 @@ pub struct CountersSnapshot {
     pub task_logs_sent: u64,
     /// `ctx.log()` lines not sent (queue full, request failed, or still queued at halt).
     pub task_logs_dropped: u64,
+}
+
+impl std::ops::AddAssign for CountersSnapshot {
+    fn add_assign(&mut self, other: CountersSnapshot) {
+        self.polled += other.polled;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.in_flight += other.in_flight;
+        self.lease_extensions += other.lease_extensions;
+        self.updates_lost += other.updates_lost;
+        self.poll_errors += other.poll_errors;
+        self.update_retries += other.update_retries;
+        self.gc_sweeps += other.gc_sweeps;
+    }
+}
+
+impl std::iter::Sum for CountersSnapshot {
+    fn sum<I: Iterator<Item = CountersSnapshot>>(iter: I) -> CountersSnapshot {
+        iter.fold(CountersSnapshot::default(), |mut total, one| {
+            total += one;
+            total
+        })
+    }
 }
 
 impl CountersSnapshot {

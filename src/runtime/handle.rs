@@ -16,6 +16,7 @@ use super::counters::{Counters, CountersSnapshot};
 use super::gc_timer::sweep_workspaces;
 use super::shutdown::{Shutdown, ShutdownReason};
 use super::signals::SignalWatcher;
+use super::task_runner::TaskRunner;
 use crate::workspace::{LiveOwners, SupervisorLock};
 
 /// How a runtime ended.
@@ -30,7 +31,20 @@ pub struct RuntimeExit {
     /// Tasks still unreported when the runtime stopped waiting (their bodies ignored the
     /// cancellation); their workspaces are left for the next startup sweep.
     pub abandoned_attempts: u64,
-    /// The counters at the end.
+    /// The counters at the end, all hosted tasks together.
+    pub counters: CountersSnapshot,
+    /// The counters at the end of each hosted task, in the order the tasks were added.
+    pub tasks: Vec<TaskCounters>,
+}
+
+/// One hosted task's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCounters {
+    /// The task (Conductor task type) name.
+    pub task: String,
+    /// Its worker threads (attempts of it run at once).
+    pub threads: usize,
+    /// Its counters (`gc_sweeps` is always 0 here: GC belongs to the runtime).
     pub counters: CountersSnapshot,
 }
 
@@ -44,8 +58,10 @@ impl RuntimeExit {
 /// The runtime's threads, kept so they can be joined.
 #[derive(Default)]
 pub(crate) struct Threads {
+    /// Every hosted task's workers.
     pub(crate) workers: Vec<JoinHandle<()>>,
-    pub(crate) poller: Option<JoinHandle<()>>,
+    /// One poller per hosted task.
+    pub(crate) pollers: Vec<JoinHandle<()>>,
     pub(crate) lease: Option<JoinHandle<()>>,
     pub(crate) gc: Option<JoinHandle<()>>,
     pub(crate) task_log: Option<JoinHandle<()>>,
@@ -59,15 +75,12 @@ impl Threads {
         if let Some(signals) = self.signals.take() {
             signals.stop();
         }
-        for thread in [
-            self.poller.take(),
-            self.lease.take(),
-            self.gc.take(),
-            self.task_log.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let pollers = std::mem::take(&mut self.pollers);
+        for thread in pollers.into_iter().chain(
+            [self.lease.take(), self.gc.take(), self.task_log.take()]
+                .into_iter()
+                .flatten(),
+        ) {
             let _ = thread.join();
         }
     }
@@ -99,7 +112,10 @@ pub(crate) struct Running {
 /// enforced, since `join` is what enforces them.
 pub struct RuntimeHandle {
     pub(crate) shutdown: Shutdown,
+    /// What belongs to no task (GC sweeps).
     pub(crate) counters: Arc<Counters>,
+    /// The hosted tasks, in the order they were added.
+    pub(crate) tasks: Vec<TaskRunner>,
     pub(crate) worker_id: String,
     pub(crate) running: Option<Running>,
 }
@@ -108,6 +124,10 @@ impl std::fmt::Debug for RuntimeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeHandle")
             .field("worker_id", &self.worker_id)
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|task| &task.name).collect::<Vec<_>>(),
+            )
             .field("shutdown", &self.shutdown)
             .field("counters", &self.counters())
             .finish()
@@ -126,9 +146,32 @@ impl RuntimeHandle {
         self.shutdown.request(ShutdownReason::Escalated);
     }
 
-    /// The live counters.
+    /// The live counters, all hosted tasks together.
     pub fn counters(&self) -> CountersSnapshot {
-        self.counters.snapshot()
+        let mut total = self.counters.snapshot();
+        total += self.tasks.iter().map(TaskRunner::snapshot).sum();
+        total
+    }
+
+    /// The live counters of the hosted task `task` (its Conductor task type name), `None`
+    /// if the runtime does not host it.
+    pub fn task_counters(&self, task: &str) -> Option<CountersSnapshot> {
+        self.tasks
+            .iter()
+            .find(|runner| runner.name == task)
+            .map(TaskRunner::snapshot)
+    }
+
+    /// The live counters of every hosted task, in the order the tasks were added.
+    pub fn tasks(&self) -> Vec<TaskCounters> {
+        self.tasks
+            .iter()
+            .map(|runner| TaskCounters {
+                task: runner.name.clone(),
+                threads: runner.threads,
+                counters: runner.snapshot(),
+            })
+            .collect()
     }
 
     /// The worker id sent on polls and updates.
@@ -172,7 +215,7 @@ impl RuntimeHandle {
                 recv(forced_rx) -> _ => forced_at = Some(Instant::now()),
                 recv(timer) -> _ => {
                     if forced_at.is_some() {
-                        break self.counters.snapshot().in_flight;
+                        break self.counters().in_flight;
                     }
                     self.shutdown.request(ShutdownReason::ForceDeadline);
                 }
@@ -221,7 +264,8 @@ impl RuntimeHandle {
             forced: self.shutdown.is_forced(),
             runtime_failure: self.shutdown.had_runtime_failure(),
             abandoned_attempts: abandoned,
-            counters: self.counters.snapshot(),
+            counters: self.counters(),
+            tasks: self.tasks(),
         }
     }
 }

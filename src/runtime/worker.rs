@@ -89,8 +89,12 @@ impl Worker {
         }
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
-            self.leases
-                .start(&task.task_id, &task.workflow_instance_id, interval);
+            self.leases.start(
+                &task.task_id,
+                &task.workflow_instance_id,
+                interval,
+                &shared.counters,
+            );
         }
         let cancel = shared.shutdown.register_attempt();
         let env = AttemptEnv {
