@@ -12,9 +12,9 @@ use serde_json::json;
 use super::support::*;
 use crate::support::{LONG, wait_until};
 
-/// A task whose attempts last at least 2 s each, in 2 s steps, until `gate` is closed (its
-/// sender dropped): while the gate is up, its one slot stays busy for as long as the test
-/// needs, without the test depending on how fast the machine is.
+/// A slow task: each attempt waits in 2 s steps until `gate` is closed (its sender dropped),
+/// so while the gate is up its one slot stays busy for as long as the test needs, without
+/// the test depending on how fast the machine is.
 fn slow_task(gate: crossbeam_channel::Receiver<()>) -> Task {
     Task::builder("multi.slow", "test@example.com")
         .handler(
