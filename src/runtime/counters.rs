@@ -89,15 +89,33 @@ pub struct CountersSnapshot {
 
 impl std::ops::AddAssign for CountersSnapshot {
     fn add_assign(&mut self, other: CountersSnapshot) {
-        self.polled += other.polled;
-        self.completed += other.completed;
-        self.failed += other.failed;
-        self.in_flight += other.in_flight;
-        self.lease_extensions += other.lease_extensions;
-        self.updates_lost += other.updates_lost;
-        self.poll_errors += other.poll_errors;
-        self.update_retries += other.update_retries;
-        self.gc_sweeps += other.gc_sweeps;
+        // Destructured so that a new counter cannot be left out of the total.
+        let CountersSnapshot {
+            polled,
+            completed,
+            failed,
+            in_flight,
+            lease_extensions,
+            updates_lost,
+            poll_errors,
+            update_retries,
+            gc_sweeps,
+            in_progress,
+            task_logs_sent,
+            task_logs_dropped,
+        } = other;
+        self.polled += polled;
+        self.completed += completed;
+        self.failed += failed;
+        self.in_flight += in_flight;
+        self.lease_extensions += lease_extensions;
+        self.updates_lost += updates_lost;
+        self.poll_errors += poll_errors;
+        self.update_retries += update_retries;
+        self.gc_sweeps += gc_sweeps;
+        self.in_progress += in_progress;
+        self.task_logs_sent += task_logs_sent;
+        self.task_logs_dropped += task_logs_dropped;
     }
 }
 

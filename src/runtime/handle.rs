@@ -44,7 +44,8 @@ pub struct TaskCounters {
     pub task: String,
     /// Its worker threads (attempts of it run at once).
     pub threads: usize,
-    /// Its counters (`gc_sweeps` is always 0 here: GC belongs to the runtime).
+    /// Its counters (`gc_sweeps` and the task-log counters are always 0 here: the GC and
+    /// task-log threads belong to the runtime, and count in its total).
     pub counters: CountersSnapshot,
 }
 
