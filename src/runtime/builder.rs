@@ -396,7 +396,6 @@ impl RuntimeBuilder {
         }
         // Only workers may hold these: their disconnection is how the lease thread and
         // `join` learn that the workers are gone.
-        drop(parts);
         drop((leases, alive_tx, shipper));
 
         for runner in &tasks {
