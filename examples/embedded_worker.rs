@@ -1,14 +1,16 @@
-//! An existing program that embeds a perago worker for its own task.
+//! An existing program that embeds perago workers for two of its own tasks in one runtime.
 //!
-//! The host keeps control of its process: it builds the runtime with [`Runtime::builder`],
-//! reads the live counters while it does its own work, and stops the worker when it decides
-//! to (here: when the batch it submitted is done). Signals and logging stay with the host.
+//! The host keeps control of its process: it builds one runtime hosting both tasks with
+//! [`RuntimeBuilder`] (each task with its own threads, poller and counters; one workspace
+//! root, one lease thread, one shutdown), reads the live counters while it does its own work,
+//! and stops the workers when it decides to (here: when the batch it submitted is done).
+//! Signals and logging stay with the host.
 //!
 //! ```sh
-//! # Against a Conductor you run (the TaskDef `greeting.make` must be registered):
+//! # Against a Conductor you run (TaskDefs `greeting.make` and `greeting.measure` registered):
 //! CONDUCTOR_SERVER_URL=http://localhost:8080/api cargo run --example embedded_worker
 //! # Self-contained: with no CONDUCTOR_SERVER_URL it starts perago's dev server in-process,
-//! # registers the TaskDef and a workflow, and submits a few greetings.
+//! # registers the TaskDefs and two workflows, and submits a few of each.
 //! cargo run --example embedded_worker
 //! ```
 
@@ -16,7 +18,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use perago::__private::ConductorClient;
-use perago::Runtime;
+use perago::RuntimeBuilder;
 use perago::task_def;
 use perago::{__private::load_env, ConfigOverrides, RuntimeConfig};
 use perago::{DeclarationError, Task, TaskContext, TaskError};
@@ -52,8 +54,42 @@ fn greeting() -> Result<Task, DeclarationError> {
         )
 }
 
+/// Params: the text to measure.
+#[derive(Deserialize, JsonSchema)]
+struct MeasureParams {
+    text: String,
+}
+
+/// Result: its length in characters.
+#[derive(Serialize, JsonSchema)]
+struct Measure {
+    chars: usize,
+}
+
+/// The host's second task.
+fn measure() -> Result<Task, DeclarationError> {
+    Task::builder("greeting.measure", "host@example.com")
+        .description("Measure a text.")
+        .handler(
+            |_ctx: &TaskContext, params: MeasureParams| -> Result<Measure, TaskError> {
+                Ok(Measure {
+                    chars: params.text.chars().count(),
+                })
+            },
+        )
+}
+
+/// A one-task workflow `<task>_wf` feeding `workflow.input.params` to `task`.
+fn one_task_workflow(task: &str) -> serde_json::Value {
+    json!({"name": format!("{task}_wf"), "version": 1, "schemaVersion": 2,
+           "ownerEmail": "host@example.com",
+           "tasks": [{"name": task, "taskReferenceName": "only", "type": "SIMPLE",
+                      "inputParameters": {"params": "${workflow.input.params}"}}]})
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let task = greeting()?;
+    let second = measure()?;
     let cwd = std::env::current_dir()?;
     let mut env = load_env(&cwd, std::env::vars_os())?;
 
@@ -74,22 +110,25 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut workflows = Vec::new();
     if let Some(server) = &dev_server {
         let client = ConductorClient::for_url(&server.conductor_url());
-        client.register_task_defs(&[task_def(&task)])?;
-        client.register_workflow_def(
-            &json!({"name": "greet", "version": 1, "schemaVersion": 2,
-                    "ownerEmail": "host@example.com",
-                    "tasks": [{"name": "greeting.make", "taskReferenceName": "greet",
-                               "type": "SIMPLE",
-                               "inputParameters": {"params": "${workflow.input.params}"}}]}),
-            true,
-        )?;
+        client.register_task_defs(&[task_def(&task), task_def(&second)])?;
+        for name in ["greeting.make", "greeting.measure"] {
+            client.register_workflow_def(&one_task_workflow(name), true)?;
+        }
         for name in ["ada", "grace", "edsger", "barbara"] {
-            workflows.push(client.start_workflow("greet", &json!({"params": {"name": name}}))?);
+            workflows.push(
+                client.start_workflow("greeting.make_wf", &json!({"params": {"name": name}}))?,
+            );
+            workflows.push(
+                client.start_workflow("greeting.measure_wf", &json!({"params": {"text": name}}))?,
+            );
         }
     }
 
-    // The embedding: one builder call, a handle, and the host's own loop.
-    let worker = Runtime::builder(config, task).threads(2).start()?;
+    // The embedding: one builder hosting both tasks, a handle, and the host's own loop.
+    let worker = RuntimeBuilder::new(config)
+        .task_with_threads(task, 2)
+        .task_with_threads(second, 1)
+        .start()?;
     println!("worker {} started", worker.worker_id());
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -113,6 +152,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         exit.counters.failed,
         exit.is_clean()
     );
+    for task in &exit.tasks {
+        println!(
+            "  {}: {} threads, completed {}, failed {}",
+            task.task, task.threads, task.counters.completed, task.counters.failed
+        );
+    }
     if let Some(server) = &dev_server {
         let client = ConductorClient::for_url(&server.conductor_url());
         for id in &workflows {

@@ -90,7 +90,7 @@ pub use registry::{TargetError, Targets};
 pub use result::{Phase, TaskStatus};
 pub use runtime::{
     CountersSnapshot, InFlightStatus, Probe, Runtime, RuntimeBuilder, RuntimeError, RuntimeExit,
-    RuntimeHandle, RuntimeStatus, RuntimeView, ShutdownReason,
+    RuntimeHandle, RuntimeStatus, RuntimeView, ShutdownReason, TaskCounters,
 };
 pub use task::{
     AttemptIdentity, AttemptLogger, CancelSource, CancelToken, Cancelled, DeclarationError,

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::config::{AdminConfig, Secret};
-use crate::runtime::{Probe, RuntimeView};
+use crate::runtime::{CountersSnapshot, Probe, RuntimeView};
 use crate::task::{CancelSource, CancelToken};
 
 /// The Prometheus content type `prometheus-client`'s text encoding is.
@@ -54,34 +54,43 @@ pub trait AdminBackend: Send + Sync {
 pub fn status_json(view: &RuntimeView) -> Value {
     let status = view.status();
     let probe = view.probe();
-    let c = status.counters;
     json!({
         "worker_id": status.worker_id,
-        "task": status.task_name,
-        "threads": status.threads,
+        "tasks": status.tasks.iter().map(|task| json!({
+            "task": task.task,
+            "threads": task.threads,
+            "counters": counters_json(&task.counters),
+        })).collect::<Vec<_>>(),
+        "threads": status.tasks.iter().map(|task| task.threads).sum::<usize>(),
         "paused": status.paused,
         "draining": status.draining,
         "live": probe.is_live(),
         "ready": probe.is_ready(),
         "not_live": probe.not_live,
         "not_ready": probe.not_ready,
-        "counters": {
-            "polled": c.polled,
-            "completed": c.completed,
-            "failed": c.failed,
-            "in_flight": c.in_flight,
-            "lease_extensions": c.lease_extensions,
-            "updates_lost": c.updates_lost,
-            "poll_errors": c.poll_errors,
-            "update_retries": c.update_retries,
-            "gc_sweeps": c.gc_sweeps,
-        },
+        "counters": counters_json(&status.counters),
         "in_flight": status.in_flight.iter().map(|a| json!({
+            "task_type": a.task_type,
             "task_id": a.task_id,
             "workflow_instance_id": a.workflow_instance_id,
             "phase": a.phase,
             "age_ms": u64::try_from(a.age.as_millis()).unwrap_or(u64::MAX),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The counters as `/status` shows them.
+fn counters_json(c: &CountersSnapshot) -> Value {
+    json!({
+        "polled": c.polled,
+        "completed": c.completed,
+        "failed": c.failed,
+        "in_flight": c.in_flight,
+        "lease_extensions": c.lease_extensions,
+        "updates_lost": c.updates_lost,
+        "poll_errors": c.poll_errors,
+        "update_retries": c.update_retries,
+        "gc_sweeps": c.gc_sweeps,
     })
 }
 

@@ -4,7 +4,8 @@
 //! The child entry arms the parent-death signal before anything else, loads the same
 //! configuration the supervisor loaded (same working directory and environment, plus
 //! `PERAGO_WORKER_ID`), and runs the thread runtime with one worker thread. It neither
-//! locks nor sweeps the workspace root: its supervisor does both.
+//! locks nor sweeps the workspace root: its supervisor does both. With several targets each
+//! child serves one of them (see `cli::supervise`), so the child entry takes one target.
 
 use std::num::NonZeroUsize;
 
@@ -15,15 +16,23 @@ use crate::config::{ConfigOverrides, RuntimeConfig};
 use crate::registry::Targets;
 use crate::supervisor::die_with_parent;
 
-/// `perago start` in process mode, after its checks: supervises `jobs` children.
+/// `perago start` in process mode, after its checks: supervises each target's count of
+/// children (`set` is the target set's name).
 pub(crate) fn run_supervisor_cli(
-    target: &str,
-    jobs: usize,
+    set: &str,
+    counts: &[(String, usize)],
     config: RuntimeConfig,
 ) -> CommandResult {
-    let children = NonZeroUsize::new(jobs).ok_or(CliError::NoWorkers)?;
+    let children = counts
+        .iter()
+        .map(|(target, jobs)| {
+            NonZeroUsize::new(*jobs)
+                .map(|count| (target.clone(), count))
+                .ok_or(CliError::NoWorkers)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let options = SupervisorOptions {
-        target: target.to_owned(),
+        target: set.to_owned(),
         children,
         config,
     };

@@ -22,6 +22,7 @@ mod run;
 mod serve;
 mod start;
 mod supervise;
+mod target_set;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -67,10 +68,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a target's task declaration and the runtime configuration.
+    /// Validate targets' task declarations and the runtime configuration.
     Check {
-        /// The target to check.
-        target: String,
+        /// The targets to check (several: checked as the set `start` would serve).
+        #[arg(required = true, num_args = 1..)]
+        targets: Vec<String>,
     },
     /// Write a target's Conductor TaskDef as JSON.
     Extract {
@@ -82,8 +84,9 @@ enum Command {
     },
     /// Print the resolved runtime configuration (secrets redacted).
     Config {
-        /// The target whose configuration to resolve.
-        target: String,
+        /// The target (or targets, as one set) whose configuration to resolve.
+        #[arg(required = true, num_args = 1..)]
+        targets: Vec<String>,
         /// Print one JSON object instead of aligned lines.
         #[arg(long)]
         json: bool,
@@ -132,10 +135,12 @@ enum Command {
     },
     /// Run workers that poll Conductor.
     Start {
-        /// The target to serve.
-        target: String,
-        /// Number of workers (threads in thread mode, child processes in process mode).
-        /// Default: the task's `thread_count` worker setting, else 1.
+        /// The targets to serve, each optionally as `target=N` with its own worker count.
+        #[arg(required = true, num_args = 1.., value_name = "TARGET[=N]")]
+        targets: Vec<target_set::TargetSpec>,
+        /// Number of workers of every target without its own `=N` (threads in thread mode,
+        /// child processes in process mode). Default: each task's `thread_count` worker
+        /// setting, else 1.
         #[arg(short = 'j', long = "jobs")]
         jobs: Option<usize>,
         /// Execution mode; overrides PERAGO_EXECUTION_MODE.
@@ -296,9 +301,12 @@ pub fn run_with_args(app: App, args: impl IntoIterator<Item = OsString>) -> Exit
 /// Runs one parsed command.
 fn dispatch(targets: &Targets, command: Command) -> CommandResult {
     match command {
-        Command::Check { target } => check::run(targets, &target),
+        Command::Check { targets: names } => check::run(targets, &names),
         Command::Extract { target, output } => extract::run(targets, &target, &output),
-        Command::Config { target, json } => config_cmd::run(targets, &target, json),
+        Command::Config {
+            targets: names,
+            json,
+        } => config_cmd::run(targets, &names, json),
         Command::Targets => {
             for name in targets.names() {
                 println!("{name}");
@@ -321,10 +329,10 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
         #[cfg(feature = "dev-server")]
         Command::DevServer { addr, data_dir } => dev_server::run(addr, data_dir),
         Command::Start {
-            target,
+            targets: specs,
             jobs,
             execution_mode,
-        } => start::run(targets, &target, jobs, execution_mode),
+        } => start::run(targets, &specs, jobs, execution_mode),
         Command::Gc {
             lakefs,
             older_than,

@@ -113,6 +113,12 @@ pub(crate) enum CliError {
         #[source]
         source: serde_json::Error,
     },
+    /// A command given the same target twice.
+    #[error("target '{target}' is given more than once")]
+    RepeatedTarget {
+        /// The repeated target.
+        target: String,
+    },
     /// `start -j 0` (text fixed by SPEC §12).
     #[error("worker process count must be at least 1")]
     NoWorkers,
@@ -240,6 +246,7 @@ mod tests {
             runtime_failure: failure,
             abandoned_attempts: abandoned,
             counters: Default::default(),
+            tasks: Vec::new(),
             drain: None,
         }
     }

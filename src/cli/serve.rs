@@ -4,6 +4,11 @@
 //! Both install the per-worker JSONL log file (SPEC §11), start the runtime with signal
 //! handling, log `thread runner started`, and block until the runtime has drained. Embedded
 //! runtimes do not come through here: their host owns logging and signals.
+//!
+//! A thread-mode `start` of several targets is one process, one log file (under the target
+//! set's name, see `cli::target_set`) and one runtime hosting every target's task with its own
+//! threads; its `thread runner started` record then also lists `tasks` as
+//! `<task>=<threads>,…`.
 
 use std::sync::Arc;
 
@@ -13,21 +18,28 @@ use crate::config::{AdminConfig, RuntimeConfig};
 use crate::execution::WorkspaceStore;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
 use crate::runtime::builder::worker_id;
-use crate::runtime::{Runtime, RuntimeError, RuntimeExit, ShutdownReason};
+use crate::runtime::{RuntimeBuilder, RuntimeError, RuntimeExit, ShutdownReason};
 use crate::task::Task;
 use crate::util::redact_url;
+
+/// One task a serving process hosts.
+#[derive(Debug, Clone)]
+pub struct ServedTask {
+    /// The task.
+    pub task: Task,
+    /// Its worker threads.
+    pub threads: usize,
+}
 
 /// What one serving process runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The CLI target (names the log directory).
+    /// The CLI target, or the target set's name (names the log directory).
     pub target: String,
-    /// The task served.
-    pub task: Task,
+    /// The tasks served, in command-line order.
+    pub tasks: Vec<ServedTask>,
     /// The loaded configuration.
     pub config: RuntimeConfig,
-    /// Worker threads.
-    pub threads: usize,
     /// Whether this process owns the workspace root (false for a supervised child).
     pub lock_workspace_root: bool,
     /// The admin listener to run (a child gets an ephemeral loopback one from its
@@ -92,8 +104,19 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
     } else {
         "process-child"
     };
-    let mut builder = Runtime::builder(config, options.task)
-        .threads(options.threads)
+    let threads: usize = options.tasks.iter().map(|served| served.threads).sum();
+    let tasks = options
+        .tasks
+        .iter()
+        .map(|served| format!("{}={}", served.task.name(), served.threads))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut builder = options
+        .tasks
+        .into_iter()
+        .fold(RuntimeBuilder::new(config), |builder, served| {
+            builder.task_with_threads(served.task, served.threads)
+        })
         .lock_workspace_root(options.lock_workspace_root)
         .signals(true)
         .log_dir(logging.log_dir());
@@ -130,11 +153,11 @@ pub fn serve(options: ServeOptions) -> Result<RuntimeExit, ServeError> {
     log::info!(
         worker_id = handle.worker_id(),
         target = options.target.as_str(),
-        threads = options.threads as u64,
+        threads = threads as u64,
+        tasks = tasks.as_str(),
         log_file:% = logging.log_file().display(),
         version = env!("CARGO_PKG_VERSION"),
         mode,
-        task = handle.metrics().task_name(),
         conductor_url = conductor_url.as_str(),
         lakefs_endpoint = lakefs_endpoint.as_deref().unwrap_or("not configured"),
         admin_addr = admin_addr.as_deref().unwrap_or("off"),
@@ -176,9 +199,8 @@ pub(crate) fn run_worker_process(
 ) -> CommandResult {
     let options = ServeOptions {
         target: target.to_owned(),
-        task,
+        tasks: vec![ServedTask { task, threads: 1 }],
         config,
-        threads: 1,
         lock_workspace_root: false,
         admin: admin_file.as_ref().map(|_| AdminConfig {
             addr: std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),

@@ -1,36 +1,46 @@
-//! `perago start <target> [-j N] [--execution-mode thread|process]`: run workers until
+//! `perago start <target>[=N]... [-j N] [--execution-mode thread|process]`: run workers until
 //! SIGINT/SIGTERM.
 //!
-//! Checks, in order: the configuration (Conductor required; lakeFS for workspace tasks),
-//! `N ≥ 1`, then that the TaskDef is registered in Conductor. Process mode then hands over to
-//! the supervisor (see `cli::child`). Thread mode runs the thread runtime with N worker
-//! threads in this process; the exit code is 0
-//! after a clean drain and [`ATTEMPTS_ABANDONED`](super::exit_code::ATTEMPTS_ABANDONED) or
+//! Checks, in order: the configuration (Conductor required; lakeFS if any target is a
+//! workspace task), every worker count `≥ 1`, then, target by target, that its TaskDef is
+//! registered in Conductor. Nothing is served unless every target passes. Several targets are
+//! served as one set (see `cli::target_set`).
+//!
+//! Process mode then hands over to the supervisor (see `cli::child`). Thread mode runs one
+//! thread runtime hosting every target, each with its own worker threads, in this process;
+//! the exit code is 0 after a clean drain and
+//! [`ATTEMPTS_ABANDONED`](super::exit_code::ATTEMPTS_ABANDONED) or
 //! [`RUNTIME_FAILURE`](super::exit_code::RUNTIME_FAILURE) otherwise.
 
-use super::serve::{ServeOptions, serve};
+use super::serve::{ServeOptions, ServedTask, serve};
+use super::target_set::{TargetSpec, set_name, worker_counts};
 use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
 use crate::conductor::ConductorClient;
 use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, WorkerSettings};
 use crate::registry::Targets;
+use crate::task::Task;
 
 pub(crate) fn run(
     targets: &Targets,
-    target: &str,
+    specs: &[TargetSpec],
     jobs: Option<usize>,
     execution_mode: Option<ExecutionMode>,
 ) -> CommandResult {
-    let config = load_config(target, &ConfigOverrides { execution_mode })?;
+    let names: Vec<&str> = specs.iter().map(|spec| spec.target.as_str()).collect();
+    let set = set_name(&names);
+    let config = load_config(&set, &ConfigOverrides { execution_mode })?;
     let conductor = config.require_conductor()?;
-    let task = resolve_task(targets, target)?;
-    if task.is_workspace_task() {
+    let tasks = names
+        .iter()
+        .map(|name| resolve_task(targets, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    if tasks.iter().any(Task::is_workspace_task) {
         config.require_lakefs()?;
     }
-    let jobs = effective_jobs(jobs, &config.worker(task.name()));
     // The reference's rules for metrics-enabled tasks; the admin listener's /metrics counts
     // as a destination too.
     let observability = config.observability();
-    if let Some(spec) = task.metrics() {
+    for spec in tasks.iter().filter_map(Task::metrics) {
         if observability.metrics.is_none() && observability.admin.is_none() {
             return Err(ConfigError::MetricsEndpointRequired.into());
         }
@@ -41,33 +51,27 @@ pub(crate) fn run(
             return Err(ConfigError::InstanceIdRequired.into());
         }
     }
-    if jobs < 1 {
-        return Err(CliError::NoWorkers);
-    }
+    let defaults: Vec<usize> = tasks
+        .iter()
+        .map(|task| effective_jobs(jobs, &config.worker(task.name())))
+        .collect();
+    let counts = worker_counts(specs, &defaults)?;
     let client = ConductorClient::new(conductor);
-    match client.get_task_def(task.name()) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(CliError::TaskDefNotRegistered {
-                task: task.name().to_owned(),
-            });
-        }
-        Err(source) => {
-            return Err(CliError::TaskDefCheck {
-                task: task.name().to_owned(),
-                source: Box::new(source),
-            });
-        }
+    for task in &tasks {
+        check_task_def(&client, task)?;
     }
     // Process mode: the supervisor (src/supervisor, glue in cli/child.rs) takes over here.
     if config.execution_mode() == ExecutionMode::Process {
-        return super::child::run_supervisor_cli(target, jobs, config);
+        return super::child::run_supervisor_cli(&set, &counts, config);
     }
     let exit = serve(ServeOptions {
-        target: target.to_owned(),
-        task,
+        target: set,
+        tasks: tasks
+            .into_iter()
+            .zip(counts)
+            .map(|(task, (_, threads))| ServedTask { task, threads })
+            .collect(),
         config,
-        threads: jobs,
         lock_workspace_root: true,
         admin: None,
         admin_addr_file: None,
@@ -75,7 +79,22 @@ pub(crate) fn run(
     Ok(Outcome::Runtime(exit))
 }
 
-/// `-j` when given, else the task's `thread_count` worker setting, else 1.
+/// The TaskDef of `task` must be registered before it is served.
+fn check_task_def(client: &ConductorClient, task: &Task) -> Result<(), CliError> {
+    match client.get_task_def(task.name()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(CliError::TaskDefNotRegistered {
+            task: task.name().to_owned(),
+        }),
+        Err(source) => Err(CliError::TaskDefCheck {
+            task: task.name().to_owned(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// `-j` when given, else the task's `thread_count` worker setting, else 1 (a target's own
+/// `target=N` wins over all three).
 fn effective_jobs(jobs: Option<usize>, worker: &WorkerSettings) -> usize {
     jobs.or_else(|| worker.thread_count().map(std::num::NonZeroUsize::get))
         .unwrap_or(1)

@@ -10,6 +10,15 @@
 //! (`<log_root>/<target>/worker_id=<prefix>/…`), next to its children's
 //! `worker_id=<prefix>0001…` directories: it is the one process of the set without a slot,
 //! and the prefix names the set.
+//!
+//! **Several targets** (SPEC §17): each child serves exactly one target of the set, so a
+//! target's children are its slot budget and a slow or crashing target never holds up
+//! another. `-j N` starts N children per target, `target=N` N children for that target.
+//! Slots are numbered across the whole set in command-line order (`a=2 b=1` → `<prefix>0001`
+//! and `<prefix>0002` serve `a`, `<prefix>0003` serves `b`), so every worker id is unique;
+//! the prefix is the set's (derived from the set's name unless `PERAGO_WORKER_ID_PREFIX` is
+//! set). The supervisor logs under the set's name, each child under its own target
+//! (`<log_root>/<target>/worker_id=<prefix><slot>/…`), as a single-target child does.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -24,7 +33,7 @@ use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
-use crate::supervisor::child::{ChildLauncher, CurrentExeError};
+use crate::supervisor::child::{ChildLauncher, CurrentExeError, child_worker_id};
 use crate::supervisor::imp::{
     LogPruning, SpawnError, Supervisor, SupervisorExit, SupervisorSettings,
 };
@@ -35,10 +44,11 @@ use crate::workspace::{WorkspaceError, acquire_supervisor_lock, sweep_releasing}
 /// What one supervisor runs.
 #[derive(Debug, Clone)]
 pub struct SupervisorOptions {
-    /// The CLI target the children serve (they are started with it).
+    /// The CLI target, or the target set's name (names the supervisor's log directory).
     pub target: String,
-    /// Number of child processes (`-j`).
-    pub children: NonZeroUsize,
+    /// Each target the children serve, with its number of child processes (`-j`, or
+    /// `target=N`), in command-line order.
+    pub children: Vec<(String, NonZeroUsize)>,
     /// The loaded configuration (the children load the same one from the same sources).
     pub config: RuntimeConfig,
 }
@@ -49,6 +59,9 @@ pub enum SupervisorError {
     /// The executable to re-run as children is unknown.
     #[error(transparent)]
     CurrentExe(#[from] CurrentExeError),
+    /// No target to start children for.
+    #[error("process mode needs at least one target to serve")]
+    NoChildren,
     /// The supervisor's log file could not be set up.
     #[error(transparent)]
     Logging(#[from] LoggingError),
@@ -88,9 +101,25 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         children,
         config,
     } = options;
-    let mut launcher = ChildLauncher::for_current_exe(&target)?;
+    let exe = ChildLauncher::for_current_exe(&target)?.exe().to_path_buf();
     let prefix = config.worker_id_prefix().to_owned();
     let observability = config.observability().clone();
+    // One launcher per slot, in slot order: the target each slot's child serves.
+    let mut slots: Vec<(String, ChildLauncher)> = children
+        .iter()
+        .flat_map(|(target, count)| std::iter::repeat_n(target, count.get()))
+        .enumerate()
+        .map(|(index, child_target)| {
+            (
+                child_worker_id(&prefix, index + 1),
+                ChildLauncher::new(exe.clone(), child_target, std::process::id()),
+            )
+        })
+        .collect();
+    let total = slots.len();
+    if total == 0 {
+        return Err(SupervisorError::NoChildren);
+    }
     let logging = init_logging_with_stderr(
         &LogSettings {
             log_root: config.log_root().to_path_buf(),
@@ -120,7 +149,9 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
                 drop(lock);
                 return Err(SupervisorError::AdminDir { path: dir, source });
             }
-            launcher = launcher.with_admin_dir(&dir);
+            for (_, launcher) in &mut slots {
+                *launcher = launcher.clone().with_admin_dir(&dir);
+            }
             let backend = Arc::new(SupervisorAdmin::new(dir.clone(), requests_tx.clone()));
             match AdminServer::start(admin_config, backend) {
                 Ok(server) => Some((server, dir)),
@@ -136,38 +167,65 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     };
     drop(requests_tx);
 
+    let per_target = children
+        .iter()
+        .map(|(target, count)| format!("{target}={count}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let conductor_url = config
+        .conductor()
+        .map(|c| redact_url(c.server_url()))
+        .unwrap_or_default();
+    let lakefs_endpoint = config.lakefs().map(|l| redact_url(l.endpoint_url()));
+    let admin_addr = admin.as_ref().map(|(a, _)| a.addr().to_string());
     log::info!(
-        children = children.get(),
+        children = total,
+        targets = per_target.as_str(),
         log_file:% = logging.log_file().display(),
         workspace_root:% = root.display(),
-        exe:% = launcher.exe().display(),
+        exe:% = exe.display(),
         version = env!("CARGO_PKG_VERSION"),
         target = target.as_str(),
         mode = "process",
         worker_id_prefix = prefix.as_str(),
-        conductor_url = config.conductor().map(|c| redact_url(c.server_url())).unwrap_or_default().as_str(),
-        lakefs_endpoint = config.lakefs().map(|l| redact_url(l.endpoint_url())).as_deref().unwrap_or("not configured"),
-        admin_addr = admin.as_ref().map(|(a, _)| a.addr().to_string()).as_deref().unwrap_or("off");
+        conductor_url = conductor_url.as_str(),
+        lakefs_endpoint = lakefs_endpoint.as_deref().unwrap_or("not configured"),
+        admin_addr = admin_addr.as_deref().unwrap_or("off");
         "{}",
         LogRole::Supervisor.startup_message()
     );
     let settings = SupervisorSettings {
         workspace_root: root.clone(),
         worker_id_prefix: prefix,
-        children: children.get(),
+        children: total,
         gc_ttl: config.workspace_gc_ttl(),
         gc_interval: config.workspace_gc_interval(),
         force_kill_after: config.shutdown_force_kill_after(),
         logs: Some(LogPruning {
             log_root: config.log_root().to_path_buf(),
             target,
+            slot_targets: slots
+                .iter()
+                .map(|(_, launcher)| launcher.target().to_owned())
+                .collect(),
             retention: config.log_retention(),
         }),
         restart_delays: RESTART_DELAYS,
         healthy_run: HEALTHY_RUN,
         store: store.clone(),
     };
-    let mut supervisor = Supervisor::new(settings, Box::new(move |id| launcher.command(id)));
+    let first = slots[0].1.clone();
+    let mut supervisor = Supervisor::new(
+        settings,
+        Box::new(move |id| {
+            // The supervisor only asks for its slots' ids, so the fallback is never used.
+            let launcher = slots
+                .iter()
+                .find(|(slot_id, _)| slot_id == id)
+                .map_or(&first, |(_, launcher)| launcher);
+            launcher.command(id)
+        }),
+    );
     let stop_admin = |admin: Option<(AdminServer, std::path::PathBuf)>| {
         if let Some((server, dir)) = admin {
             server.stop();

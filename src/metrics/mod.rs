@@ -93,18 +93,24 @@ struct Inner {
     registry: Registry,
     catalog: Catalog,
     series: Arc<SeriesStore>,
-    task_name: String,
     instance_id: Option<String>,
-    spec: Option<MetricSpec>,
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("task_name", &self.inner.task_name)
-            .field("spec", &self.inner.spec)
+            .field("instance_id", &self.inner.instance_id)
             .finish_non_exhaustive()
     }
+}
+
+/// One hosted task's view of the process's [`Metrics`]: every series it records carries the
+/// task's name, and its declaration decides which `runtime.*` series it records.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskMetrics {
+    metrics: Metrics,
+    task_name: Arc<str>,
+    spec: Option<MetricSpec>,
 }
 
 /// Renders the `runtime.*` / `app.*` series into the Prometheus registry on each scrape.
@@ -176,9 +182,9 @@ fn labels2(task_type: &str, key: &'static str, value: &str) -> LabelSet {
 }
 
 impl Metrics {
-    /// A registry for a process serving `task_name`, recording the runtime series `spec`
-    /// enables (`None`: none), labelling capacity with `instance_id`.
-    pub fn new(task_name: &str, spec: Option<MetricSpec>, instance_id: Option<String>) -> Metrics {
+    /// A registry for one process, labelling capacity series with `instance_id`
+    /// (`PERAGO_INSTANCE_ID`). Every task the process hosts records into it.
+    pub fn new(instance_id: Option<String>) -> Metrics {
         let mut registry = Registry::default();
         let catalog = Catalog::register(&mut registry);
         let series = Arc::new(SeriesStore::default());
@@ -188,21 +194,9 @@ impl Metrics {
                 registry,
                 catalog,
                 series,
-                task_name: task_name.to_owned(),
                 instance_id,
-                spec,
             }),
         }
-    }
-
-    /// The task served.
-    pub fn task_name(&self) -> &str {
-        &self.inner.task_name
-    }
-
-    /// The task's metrics declaration.
-    pub fn spec(&self) -> Option<MetricSpec> {
-        self.inner.spec
     }
 
     /// Everything in the Prometheus text exposition format (OpenMetrics 1.0 text, as
@@ -221,17 +215,50 @@ impl Metrics {
         self.inner.series.snapshot()
     }
 
-    /// The task-author recorder of this process (disabled without a declaration).
-    pub fn recorder(&self) -> MetricRecorder {
-        match self.inner.spec {
-            Some(_) => MetricRecorder::new(Arc::clone(&self.inner.series), &self.inner.task_name),
+    /// The view a hosted task records through.
+    pub(crate) fn task(&self, task_name: &str, spec: Option<MetricSpec>) -> TaskMetrics {
+        TaskMetrics {
+            metrics: self.clone(),
+            task_name: Arc::from(task_name),
+            spec,
+        }
+    }
+
+    /// A lease was extended (the lease thread serves every hosted task: no task label).
+    pub(crate) fn lease_extended(&self) {
+        self.inner
+            .catalog
+            .perago_lease_extensions
+            .get_or_create(&Vec::new())
+            .inc();
+    }
+
+    /// One Conductor request: `method`, route template `uri`, `status` (HTTP code or error kind).
+    pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str, elapsed: Duration) {
+        self.inner
+            .catalog
+            .http_api_client_request
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("uri", uri.to_owned()),
+                ("status", status.to_owned()),
+            ])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl TaskMetrics {
+    /// The task-author recorder of this task (disabled without a declaration).
+    pub(crate) fn recorder(&self) -> MetricRecorder {
+        match self.spec {
+            Some(_) => MetricRecorder::new(Arc::clone(&self.metrics.inner.series), &self.task_name),
             None => MetricRecorder::disabled(),
         }
     }
 
     fn runtime_labels(&self, with_instance: bool) -> series::Labels {
-        let mut labels = vec![("task_name".to_owned(), self.inner.task_name.clone())];
-        if with_instance && let Some(instance) = &self.inner.instance_id {
+        let mut labels = vec![("task_name".to_owned(), self.task_name.to_string())];
+        if with_instance && let Some(instance) = &self.metrics.inner.instance_id {
             labels.push(("perago_instance_id".to_owned(), instance.clone()));
         }
         labels
@@ -241,8 +268,8 @@ impl Metrics {
 
     /// A poll returned (`Ok(n)` tasks) or failed with an error of `exception` kind.
     pub(crate) fn poll_done(&self, elapsed: Duration, result: Result<usize, &str>) {
-        let c = &self.inner.catalog;
-        let task = &self.inner.task_name;
+        let c = &self.metrics.inner.catalog;
+        let task = &self.task_name;
         c.task_poll.get_or_create(&labels1(task)).inc();
         let status = match result {
             Ok(_) => "SUCCESS",
@@ -260,32 +287,35 @@ impl Metrics {
 
     /// The poller skipped a poll because the worker is paused.
     pub(crate) fn poll_paused(&self) {
-        self.inner
+        self.metrics
+            .inner
             .catalog
             .task_paused
-            .get_or_create(&labels1(&self.inner.task_name))
+            .get_or_create(&labels1(&self.task_name))
             .inc();
     }
 
     /// An attempt is starting on a worker slot; `busy` slots are now running.
     pub(crate) fn attempt_started(&self, busy: u64) {
-        let c = &self.inner.catalog;
+        let c = &self.metrics.inner.catalog;
         c.task_execution_started
-            .get_or_create(&labels1(&self.inner.task_name))
+            .get_or_create(&labels1(&self.task_name))
             .inc();
         self.set_busy(busy);
     }
 
     /// Sets `active_workers` and (when declared) `runtime.busy_slots`.
     pub(crate) fn set_busy(&self, busy: u64) {
-        let c = &self.inner.catalog;
+        let c = &self.metrics.inner.catalog;
         c.active_workers
-            .get_or_create(&labels1(&self.inner.task_name))
+            .get_or_create(&labels1(&self.task_name))
             .set(i64::try_from(busy).unwrap_or(i64::MAX));
-        if self.inner.spec.is_some_and(|s| s.worker_capacity) {
-            self.inner
-                .series
-                .set("runtime.busy_slots", self.runtime_labels(true), busy as f64);
+        if self.spec.is_some_and(|s| s.worker_capacity) {
+            self.metrics.inner.series.set(
+                "runtime.busy_slots",
+                self.runtime_labels(true),
+                busy as f64,
+            );
         }
     }
 
@@ -298,8 +328,8 @@ impl Metrics {
         elapsed: Duration,
         output_bytes: Option<usize>,
     ) {
-        let c = &self.inner.catalog;
-        let task = &self.inner.task_name;
+        let c = &self.metrics.inner.catalog;
+        let task = &self.task_name;
         c.task_execute_time
             .get_or_create(&labels2(task, "status", status.as_str()))
             .observe(elapsed.as_secs_f64());
@@ -330,8 +360,8 @@ impl Metrics {
                 .get_or_create(&labels2(task, "phase", phase.as_str()))
                 .observe(duration.as_secs_f64());
         }
-        if self.inner.spec.is_some_and(|s| s.attempts) {
-            self.inner.series.record(
+        if self.spec.is_some_and(|s| s.attempts) {
+            self.metrics.inner.series.record(
                 "runtime.task_attempt_duration_seconds",
                 self.runtime_labels(false),
                 elapsed.as_secs_f64(),
@@ -341,8 +371,8 @@ impl Metrics {
 
     /// A publication ended: `outcome` is `published`, `noop`, `failed` or `fenced`.
     pub(crate) fn publication(&self, outcome: &str) {
-        let c = &self.inner.catalog;
-        let task = &self.inner.task_name;
+        let c = &self.metrics.inner.catalog;
+        let task = &self.task_name;
         c.perago_publications
             .get_or_create(&labels2(task, "outcome", outcome))
             .inc();
@@ -350,18 +380,19 @@ impl Metrics {
 
     /// One workspace transfer took `elapsed` and moved `bytes` (when known).
     pub(crate) fn workspace_io(&self, op: WorkspaceOp, elapsed: Duration, bytes: Option<u64>) {
-        if !self.inner.spec.is_some_and(|s| s.workspace_io) {
+        if !self.spec.is_some_and(|s| s.workspace_io) {
             return;
         }
         let mut labels = self.runtime_labels(false);
         labels.push(("operation".to_owned(), op.as_str().to_owned()));
-        self.inner.series.record(
+        self.metrics.inner.series.record(
             "runtime.workspace_io_duration_seconds",
             labels.clone(),
             elapsed.as_secs_f64(),
         );
         if let Some(bytes) = bytes {
-            self.inner
+            self.metrics
+                .inner
                 .series
                 .record("runtime.workspace_io_bytes", labels, bytes as f64);
         }
@@ -369,8 +400,8 @@ impl Metrics {
 
     /// A result update ended after `elapsed`: `Ok` or an error of `exception` kind.
     pub(crate) fn update_done(&self, elapsed: Duration, result: Result<(), &str>) {
-        let c = &self.inner.catalog;
-        let task = &self.inner.task_name;
+        let c = &self.metrics.inner.catalog;
+        let task = &self.task_name;
         let status = match result {
             Ok(()) => "SUCCESS",
             Err(exception) => {
@@ -387,33 +418,12 @@ impl Metrics {
 
     /// A result was lost after every retry.
     pub(crate) fn update_lost(&self) {
-        self.inner
+        self.metrics
+            .inner
             .catalog
             .perago_updates_lost
-            .get_or_create(&labels1(&self.inner.task_name))
+            .get_or_create(&labels1(&self.task_name))
             .inc();
-    }
-
-    /// A lease was extended.
-    pub(crate) fn lease_extended(&self) {
-        self.inner
-            .catalog
-            .perago_lease_extensions
-            .get_or_create(&labels1(&self.inner.task_name))
-            .inc();
-    }
-
-    /// One Conductor request: `method`, route template `uri`, `status` (HTTP code or error kind).
-    pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str, elapsed: Duration) {
-        self.inner
-            .catalog
-            .http_api_client_request
-            .get_or_create(&vec![
-                ("method", method.to_owned()),
-                ("uri", uri.to_owned()),
-                ("status", status.to_owned()),
-            ])
-            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -423,7 +433,8 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_the_canonical_names_and_the_runtime_series() {
-        let metrics = Metrics::new("echo", Some(MetricSpec::default()), Some("i-1".into()));
+        let registry = Metrics::new(Some("i-1".into()));
+        let metrics = registry.task("echo", Some(MetricSpec::default()));
         metrics.poll_done(Duration::from_millis(3), Ok(1));
         metrics.poll_done(Duration::from_millis(3), Err("transport"));
         metrics.attempt_started(1);
@@ -438,7 +449,7 @@ mod tests {
         metrics
             .recorder()
             .gauge("queue_depth", 4.0, &[("queue", "a")]);
-        let text = metrics.render_prometheus();
+        let text = registry.render_prometheus();
         for needle in [
             "task_poll_total{taskType=\"echo\"} 2",
             "task_poll_error_total{taskType=\"echo\",exception=\"transport\"} 1",
@@ -457,13 +468,14 @@ mod tests {
 
     #[test]
     fn without_a_declaration_no_runtime_series_are_recorded() {
-        let metrics = Metrics::new("echo", None, None);
+        let registry = Metrics::new(None);
+        let metrics = registry.task("echo", None);
         metrics.attempt_started(1);
         metrics.attempt_finished(TaskStatus::Completed, None, &[], Duration::ZERO, Some(10));
         metrics.recorder().histogram("rows", 1.0, &[]);
-        assert!(metrics.series().is_empty());
+        assert!(registry.series().is_empty());
         assert!(
-            metrics
+            registry
                 .render_prometheus()
                 .contains("task_execution_started_total")
         );

@@ -267,7 +267,8 @@ mod tests {
 
     #[test]
     fn the_request_round_trips_through_prost() {
-        let metrics = Metrics::new("echo", Some(MetricSpec::default()), Some("i".into()));
+        let registry = Metrics::new(Some("i".into()));
+        let metrics = registry.task("echo", Some(MetricSpec::default()));
         metrics.set_busy(2);
         metrics.attempt_finished(
             crate::result::TaskStatus::Completed,
@@ -276,7 +277,7 @@ mod tests {
             Duration::from_millis(7),
             None,
         );
-        let bytes = encode_request(&metrics.series(), SystemTime::now()).encode_to_vec();
+        let bytes = encode_request(&registry.series(), SystemTime::now()).encode_to_vec();
         let decoded = match ExportMetricsServiceRequest::decode(bytes.as_slice()) {
             Ok(decoded) => decoded,
             Err(e) => panic!("decode: {e}"),

@@ -1,5 +1,5 @@
 //! [`Runtime::builder`] → [`RuntimeBuilder`] → [`RuntimeHandle`]: configuring and starting a
-//! thread runtime.
+//! thread runtime hosting one or more tasks.
 //!
 //! Start is transactional: the workspace lock, the startup sweep and every thread are set up
 //! in order, and if any step fails the threads already started are stopped and joined (and
@@ -8,22 +8,19 @@
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::counters::Counters;
 use super::error::RuntimeError;
-use super::fence::ConductorFence;
 use super::gc_timer::{GcTimer, LogPruning, sweep_workspaces};
 use super::handle::{Running, RuntimeHandle, Threads};
 use super::health::{Health, InFlight};
 use super::lease::LeaseKeeper;
 use super::observed::ObservedConductor;
-use super::poller::Poller;
 use super::shutdown::{PanicGuard, Shutdown, ShutdownReason};
 use super::signals;
 use super::task_log::{LogSender, Shipper};
-use super::worker::{Shared, Worker};
+use super::task_runner::{PollSettings, RuntimeParts, TaskPlan, spawn, start_task};
 use crate::conductor::{ClientOptions, ConductorApi, ConductorClient};
 use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
@@ -60,7 +57,9 @@ pub mod defaults {
 pub enum Runtime {}
 
 impl Runtime {
-    /// Starts configuring a runtime serving `task` with `config`.
+    /// Starts configuring a runtime serving `task` with `config`; add more tasks with
+    /// [`RuntimeBuilder::task`] (see [`RuntimeBuilder::new`] for a builder without a first
+    /// task).
     ///
     /// ```no_run
     /// # fn demo(config: perago::RuntimeConfig, task: perago::Task) -> Result<(), perago::RuntimeError> {
@@ -74,10 +73,81 @@ impl Runtime {
     /// # Ok(()) }
     /// ```
     pub fn builder(config: RuntimeConfig, task: Task) -> RuntimeBuilder {
-        let worker = config.worker(task.name());
+        RuntimeBuilder::new(config).task(task)
+    }
+}
+
+/// Configures a thread runtime hosting one or more tasks; [`start`](Self::start) runs it.
+///
+/// Every hosted task has its own poller, worker threads (its slot budget) and counters; the
+/// tasks share one Conductor client, one workspace root (one lock, one startup sweep, one GC
+/// timer), one lease thread, one worker id and one shutdown token. A task whose attempts are
+/// slow fills only its own slots, so it never holds up another task's polling.
+///
+/// ```no_run
+/// # fn demo(config: perago::RuntimeConfig, resize: perago::Task, thumbnail: perago::Task)
+/// # -> Result<(), perago::RuntimeError> {
+/// use perago::RuntimeBuilder;
+///
+/// let handle = RuntimeBuilder::new(config)
+///     .task_with_threads(resize, 4) // four resize attempts at once
+///     .task(thumbnail)              // the default thread count, set by `threads`
+///     .threads(2)
+///     .start()?;
+/// let resized = handle.task_counters("images.resize").map(|c| c.completed);
+/// # let _ = resized;
+/// handle.shutdown();
+/// let exit = handle.join();
+/// # let _ = exit;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until start() is called"]
+pub struct RuntimeBuilder {
+    config: RuntimeConfig,
+    tasks: Vec<TaskPlan>,
+    threads: usize,
+    store: Option<Arc<dyn WorkspaceStore>>,
+    conductor: Option<Arc<dyn ConductorApi>>,
+    lock_workspace_root: bool,
+    signals: bool,
+    owners: Option<LiveOwners>,
+    log_dir: Option<PathBuf>,
+    /// Poll settings set on the builder for every task; `None`: each task's own worker
+    /// settings (`config.worker(task name)`).
+    poll_wait: Option<Duration>,
+    poll_interval: Option<Duration>,
+    domain: Option<Option<String>>,
+    batch_size: Option<Option<std::num::NonZeroUsize>>,
+    poll_error_backoff: Backoff,
+    update_retry: RetryPolicy,
+    force_grace: Duration,
+    metrics: Option<Metrics>,
+    poll_liveness_bound: Option<Duration>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tasks: Vec<(&str, Option<usize>)> = self
+            .tasks
+            .iter()
+            .map(|plan| (plan.task.name(), plan.threads))
+            .collect();
+        f.debug_struct("RuntimeBuilder")
+            .field("tasks", &tasks)
+            .field("threads", &self.threads)
+            .field("lock_workspace_root", &self.lock_workspace_root)
+            .field("signals", &self.signals)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeBuilder {
+    /// A builder with `config` and no task yet: add them with [`task`](Self::task) or
+    /// [`task_with_threads`](Self::task_with_threads) (`start` fails without any).
+    pub fn new(config: RuntimeConfig) -> RuntimeBuilder {
         RuntimeBuilder {
             config,
-            task,
+            tasks: Vec::new(),
             threads: 1,
             store: None,
             conductor: None,
@@ -85,10 +155,10 @@ impl Runtime {
             signals: false,
             owners: None,
             log_dir: None,
-            poll_wait: worker.poll_timeout(),
-            poll_interval: worker.poll_interval(),
-            domain: worker.domain().map(str::to_owned),
-            batch_size: worker.batch_size(),
+            poll_wait: None,
+            poll_interval: None,
+            domain: None,
+            batch_size: None,
             poll_error_backoff: defaults::POLL_ERROR_BACKOFF,
             update_retry: RetryPolicy {
                 attempts: NonZeroU32::new(defaults::UPDATE_ATTEMPTS).unwrap_or(NonZeroU32::MIN),
@@ -99,49 +169,32 @@ impl Runtime {
             poll_liveness_bound: None,
         }
     }
-}
 
-/// Configures a thread runtime; [`start`](Self::start) runs it.
-#[must_use = "a builder does nothing until start() is called"]
-pub struct RuntimeBuilder {
-    config: RuntimeConfig,
-    task: Task,
-    threads: usize,
-    store: Option<Arc<dyn WorkspaceStore>>,
-    conductor: Option<Arc<dyn ConductorApi>>,
-    lock_workspace_root: bool,
-    signals: bool,
-    owners: Option<LiveOwners>,
-    log_dir: Option<PathBuf>,
-    poll_wait: Duration,
-    poll_interval: Duration,
-    domain: Option<String>,
-    batch_size: Option<std::num::NonZeroUsize>,
-    poll_error_backoff: Backoff,
-    update_retry: RetryPolicy,
-    force_grace: Duration,
-    metrics: Option<Metrics>,
-    poll_liveness_bound: Option<Duration>,
-}
-
-impl std::fmt::Debug for RuntimeBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeBuilder")
-            .field("task", &self.task.name())
-            .field("threads", &self.threads)
-            .field("lock_workspace_root", &self.lock_workspace_root)
-            .field("signals", &self.signals)
-            .finish_non_exhaustive()
+    /// Hosts `task` too, with the default thread count ([`threads`](Self::threads)). Task
+    /// names must differ (`start` fails on a repeated one).
+    pub fn task(mut self, task: Task) -> Self {
+        self.tasks.push(TaskPlan {
+            task,
+            threads: None,
+        });
+        self
     }
-}
 
-impl RuntimeBuilder {
-    /// Number of worker threads, i.e. attempts run at once (default 1; 0 fails `start`).
+    /// Hosts `task` too, with its own thread count (0 fails `start`).
+    pub fn task_with_threads(mut self, task: Task, threads: usize) -> Self {
+        self.tasks.push(TaskPlan {
+            task,
+            threads: Some(threads),
+        });
+        self
+    }
+
+    /// Number of worker threads, i.e. attempts run at once, of every task added without its
+    /// own count (default 1; 0 fails `start`).
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = threads;
         self
     }
-
     /// Where workspace tasks download from and publish to (lakeFS). Without one, workspace
     /// attempts fail with `LakeFS config is required for workspace tasks`.
     pub fn workspace_store(mut self, store: Arc<dyn WorkspaceStore>) -> Self {
@@ -188,28 +241,28 @@ impl RuntimeBuilder {
     /// The task domain polled (default: the task's `domain` worker setting, see
     /// [`RuntimeConfig::worker`]); `None` polls the default queue.
     pub fn domain(mut self, domain: Option<String>) -> Self {
-        self.domain = domain.filter(|d| !d.is_empty());
+        self.domain = Some(domain.filter(|d| !d.is_empty()));
         self
     }
 
     /// The most tasks asked for in one poll (default: the `batch_size` worker setting, else
     /// every free slot).
     pub fn batch_size(mut self, batch_size: Option<std::num::NonZeroUsize>) -> Self {
-        self.batch_size = batch_size;
+        self.batch_size = Some(batch_size);
         self
     }
 
     /// Long-poll wait sent with each poll (default: the `poll_timeout` worker setting, 100 ms
     /// when unset).
     pub fn poll_wait(mut self, wait: Duration) -> Self {
-        self.poll_wait = wait;
+        self.poll_wait = Some(wait);
         self
     }
 
     /// Cap of the empty-poll backoff (default: the `poll_interval` worker setting, 100 ms
     /// when unset): after n empty polls in a row the poller waits `min(2^n ms, interval)`.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = Some(interval);
         self
     }
 
@@ -232,48 +285,48 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The metrics registry to record into (default: a new one for this task). Passing one
-    /// lets a host read it before the runtime starts or share it with its own listener.
+    /// The metrics registry to record into (default: a new one for this runtime). Passing
+    /// one lets a host read it before the runtime starts or share it with its own listener;
+    /// every hosted task records into it, labelled with its name.
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    /// How long a poll may run before liveness fails (default: the poll wait plus 20 s).
+    /// How long one poll may run before liveness fails (default: each task's poll wait plus
+    /// 20 s).
     pub fn poll_liveness_bound(mut self, bound: Duration) -> Self {
         self.poll_liveness_bound = Some(bound);
         self
     }
 
     /// Starts the runtime: lock and sweep the workspace root (when owned), then the `signal`
-    /// (when enabled), `lease`, `gc`, `worker-N` and `poller` threads.
+    /// (when enabled), `lease`, `gc`, and every hosted task's `worker-*` and `poller`
+    /// threads (see the `task_runner` module for their names).
     pub fn start(self) -> Result<RuntimeHandle, RuntimeError> {
-        if self.threads == 0 {
-            return Err(RuntimeError::NoThreads);
-        }
+        let plans = self.plans()?;
+        let polls: Vec<PollSettings> = plans
+            .iter()
+            .map(|(task, _)| self.poll_settings(task))
+            .collect();
         let config = &self.config;
         let api: Arc<dyn ConductorApi> = match self.conductor {
             Some(api) => api,
             None => Arc::new(ConductorClient::with_options(
                 config.require_conductor()?,
                 ClientOptions {
-                    max_idle_connections: self.threads + 8,
+                    max_idle_connections: plans.iter().map(|(_, n)| n).sum::<usize>()
+                        + 8 * plans.len(),
                     ..ClientOptions::default()
                 },
             )),
         };
         let observability = config.observability();
-        let metrics = self.metrics.unwrap_or_else(|| {
-            Metrics::new(
-                self.task.name(),
-                self.task.metrics(),
-                observability.instance_id.clone(),
-            )
-        });
-        let health = Arc::new(Health::new(
-            self.poll_liveness_bound
-                .unwrap_or(self.poll_wait + defaults::POLL_LIVENESS_SLACK),
-        ));
+        let metrics = self
+            .metrics
+            .clone()
+            .unwrap_or_else(|| Metrics::new(observability.instance_id.clone()));
+        let health = Arc::new(Health::new());
         let in_flight = Arc::new(InFlight::default());
         let api: Arc<dyn ConductorApi> = Arc::new(ObservedConductor::new(
             api,
@@ -299,7 +352,6 @@ impl RuntimeBuilder {
 
         let shutdown = Shutdown::new(config.shutdown_force_kill_after());
         let counters = Arc::new(Counters::default());
-        let (slots_tx, slots_rx) = crossbeam_channel::bounded(self.threads);
         let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
 
         let mut startup = Startup {
@@ -313,15 +365,8 @@ impl RuntimeBuilder {
                 signals::watch(&shutdown).map_err(|source| RuntimeError::Signals { source })?;
             startup.threads.signals = Some(watcher);
         }
-        // Declared after `startup` so that on an early return it is dropped first: the
-        // workers then see the job channel disconnect and `Startup::drop` can join them.
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
-        let (leases, keeper) = LeaseKeeper::new(
-            Arc::clone(&api),
-            worker_id.clone(),
-            Arc::clone(&counters),
-            shutdown.halt_token(),
-        );
+        let (leases, keeper) =
+            LeaseKeeper::new(Arc::clone(&api), worker_id.clone(), shutdown.halt_token());
         startup.threads.lease = Some(spawn("lease", {
             let panic = PanicGuard::new(&shutdown, "lease");
             move || {
@@ -364,66 +409,38 @@ impl RuntimeBuilder {
                 sender.run();
             }
         })?);
-        let shared = Arc::new(Shared {
-            task: self.task.clone(),
-            fence: ConductorFence::new(Arc::clone(&api)),
-            api: Arc::clone(&api),
-            store: self.store.clone(),
-            owners: owners.clone(),
-            workspace_root: workspace_root.clone(),
+        let parts = RuntimeParts {
+            api: &api,
+            store: &self.store,
+            owners: &owners,
+            workspace_root: &workspace_root,
             failure_reason_max_length: config.failure_reason_max_length().get(),
-            worker_id: worker_id.clone(),
-            shutdown: shutdown.clone(),
-            counters: Arc::clone(&counters),
+            worker_id: &worker_id,
+            shutdown: &shutdown,
             update_retry: self.update_retry,
-            task_log: Some(shipper),
-            metrics: metrics.clone(),
-            health: Arc::clone(&health),
-            in_flight: Arc::clone(&in_flight),
-            busy: Default::default(),
-            update_failures: Default::default(),
-        });
-        metrics.set_busy(0);
-        for index in 1..=self.threads {
-            let name = format!("worker-{index}");
-            let worker = Worker {
-                shared: Arc::clone(&shared),
-                jobs: jobs_rx.clone(),
-                slots: slots_tx.clone(),
-                leases: leases.clone(),
-                _alive: alive_tx.clone(),
-                _panic: PanicGuard::new(&shutdown, name.clone()),
-            };
-            startup.threads.workers.push(spawn_with_stack(
-                &name,
-                config.worker_stack_size(),
-                move || worker.run(),
+            leases: &leases,
+            alive: &alive_tx,
+            task_log: &shipper,
+            worker_stack_size: config.worker_stack_size(),
+            qualified_names: plans.len() > 1,
+            metrics: &metrics,
+            health: &health,
+            in_flight: &in_flight,
+            poll_liveness_bound: self.poll_liveness_bound,
+        };
+        let mut tasks = Vec::with_capacity(plans.len());
+        for ((task, threads), poll) in plans.into_iter().zip(polls) {
+            tasks.push(start_task(
+                task,
+                threads,
+                poll,
+                &parts,
+                &mut startup.threads,
             )?);
         }
         // Only workers may hold these: their disconnection is how the lease thread and
         // `join` learn that the workers are gone.
-        drop((leases, alive_tx, slots_tx, jobs_rx));
-        let poller = Poller {
-            api: Arc::clone(&api),
-            task_type: self.task.name().to_owned(),
-            domain: self.domain.clone(),
-            worker_id: worker_id.clone(),
-            slots: slots_rx,
-            jobs: jobs_tx,
-            counters: Arc::clone(&counters),
-            drain: shutdown.drain_token(),
-            _panic: PanicGuard::new(&shutdown, "poller"),
-            wait: self.poll_wait,
-            batch_size: self.batch_size,
-            empty_backoff: Backoff::new(
-                defaults::EMPTY_POLL_FIRST_DELAY.min(self.poll_interval),
-                self.poll_interval,
-            ),
-            error_backoff: self.poll_error_backoff,
-            health: Arc::clone(&health),
-            metrics: metrics.clone(),
-        };
-        startup.threads.poller = Some(spawn("poller", move || poller.run())?);
+        drop((leases, alive_tx, shipper));
         if let Some(otlp) = &observability.metrics {
             let exporter = Exporter::new(otlp.clone(), metrics.clone());
             let thread =
@@ -436,22 +453,23 @@ impl RuntimeBuilder {
             startup.threads.exporter = Some(thread);
         }
 
-        log::info!(
-            worker_id = worker_id.as_str(),
-            task = self.task.name(),
-            threads = self.threads as u64,
-            domain = self.domain.as_deref().unwrap_or(""),
-            workspace_root:% = workspace_root.display();
-            "runtime started"
-        );
+        for runner in &tasks {
+            log::info!(
+                worker_id = worker_id.as_str(),
+                task = runner.name.as_str(),
+                threads = runner.threads as u64,
+                domain = runner.domain.as_deref().unwrap_or(""),
+                workspace_root:% = workspace_root.display();
+                "runtime started"
+            );
+        }
         Ok(RuntimeHandle {
             shutdown,
             counters,
+            tasks,
             metrics,
             health,
             in_flight,
-            task_name: self.task.name().to_owned(),
-            threads: self.threads,
             worker_id,
             running: Some(Running {
                 threads: startup.disarm(),
@@ -465,33 +483,54 @@ impl RuntimeBuilder {
             }),
         })
     }
+
+    /// How `task`'s poller polls: the builder's settings where set, else the task's own
+    /// worker settings (keyed by its name).
+    fn poll_settings(&self, task: &Task) -> PollSettings {
+        let worker = self.config.worker(task.name());
+        let interval = self.poll_interval.unwrap_or_else(|| worker.poll_interval());
+        PollSettings {
+            wait: self.poll_wait.unwrap_or_else(|| worker.poll_timeout()),
+            domain: self
+                .domain
+                .clone()
+                .unwrap_or_else(|| worker.domain().map(str::to_owned)),
+            batch_size: self.batch_size.unwrap_or_else(|| worker.batch_size()),
+            empty_backoff: Backoff::new(defaults::EMPTY_POLL_FIRST_DELAY.min(interval), interval),
+            error_backoff: self.poll_error_backoff,
+        }
+    }
+
+    /// The tasks with their thread counts, checked: at least one, distinct names, no zero
+    /// thread count.
+    fn plans(&self) -> Result<Vec<(Task, usize)>, RuntimeError> {
+        if self.tasks.is_empty() {
+            return Err(RuntimeError::NoTasks);
+        }
+        let mut plans: Vec<(Task, usize)> = Vec::with_capacity(self.tasks.len());
+        for plan in &self.tasks {
+            let threads = plan.threads.unwrap_or(self.threads);
+            if threads == 0 {
+                return Err(RuntimeError::NoThreads);
+            }
+            if plans
+                .iter()
+                .any(|(task, _)| task.name() == plan.task.name())
+            {
+                return Err(RuntimeError::DuplicateTask {
+                    task: plan.task.name().to_owned(),
+                });
+            }
+            plans.push((plan.task.clone(), threads));
+        }
+        Ok(plans)
+    }
 }
 
 /// The worker id: `PERAGO_WORKER_ID` when set, else `<default prefix from target>-pid-<pid>`
 /// (see [`RuntimeConfig::process_worker_id`]).
 pub fn worker_id(config: &RuntimeConfig) -> String {
     config.process_worker_id()
-}
-
-fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, RuntimeError> {
-    spawn_with_stack(name, None, body)
-}
-
-/// [`spawn`] with an explicit stack size (`PERAGO_WORKER_STACK_SIZE` for worker threads,
-/// which run task bodies); `None` keeps the platform default.
-fn spawn_with_stack(
-    name: &str,
-    stack_size: Option<u64>,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>, RuntimeError> {
-    let mut builder = std::thread::Builder::new().name(name.to_owned());
-    if let Some(bytes) = stack_size {
-        builder = builder.stack_size(usize::try_from(bytes).unwrap_or(usize::MAX));
-    }
-    builder.spawn(body).map_err(|source| RuntimeError::Spawn {
-        thread: name.to_owned(),
-        source,
-    })
 }
 
 /// Stops and joins the threads started so far unless startup completes.
@@ -510,8 +549,8 @@ impl Drop for Startup {
     fn drop(&mut self) {
         let threads = &mut self.threads;
         let started = threads.workers.len()
+            + threads.pollers.len()
             + [
-                threads.poller.is_some(),
                 threads.lease.is_some(),
                 threads.gc.is_some(),
                 threads.task_log.is_some(),

@@ -1,5 +1,9 @@
 //! Live counters of one runtime, readable at any time through
-//! [`RuntimeHandle::counters`](super::RuntimeHandle::counters).
+//! [`RuntimeHandle::counters`](super::RuntimeHandle::counters) (the total) and
+//! [`RuntimeHandle::task_counters`](super::RuntimeHandle::task_counters) (one hosted task).
+//!
+//! Each hosted task has its own [`Counters`] (polls, attempts, lease extensions, updates);
+//! the runtime has one more for what belongs to no task (GC sweeps). The total is their sum.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -81,6 +85,47 @@ pub struct CountersSnapshot {
     pub task_logs_sent: u64,
     /// `ctx.log()` lines not sent (queue full, request failed, or still queued at halt).
     pub task_logs_dropped: u64,
+}
+
+impl std::ops::AddAssign for CountersSnapshot {
+    fn add_assign(&mut self, other: CountersSnapshot) {
+        // Destructured so that a new counter cannot be left out of the total.
+        let CountersSnapshot {
+            polled,
+            completed,
+            failed,
+            in_flight,
+            lease_extensions,
+            updates_lost,
+            poll_errors,
+            update_retries,
+            gc_sweeps,
+            in_progress,
+            task_logs_sent,
+            task_logs_dropped,
+        } = other;
+        self.polled += polled;
+        self.completed += completed;
+        self.failed += failed;
+        self.in_flight += in_flight;
+        self.lease_extensions += lease_extensions;
+        self.updates_lost += updates_lost;
+        self.poll_errors += poll_errors;
+        self.update_retries += update_retries;
+        self.gc_sweeps += gc_sweeps;
+        self.in_progress += in_progress;
+        self.task_logs_sent += task_logs_sent;
+        self.task_logs_dropped += task_logs_dropped;
+    }
+}
+
+impl std::iter::Sum for CountersSnapshot {
+    fn sum<I: Iterator<Item = CountersSnapshot>>(iter: I) -> CountersSnapshot {
+        iter.fold(CountersSnapshot::default(), |mut total, one| {
+            total += one;
+            total
+        })
+    }
 }
 
 impl CountersSnapshot {

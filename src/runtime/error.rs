@@ -13,9 +13,18 @@ pub enum RuntimeError {
     /// was given (`CONDUCTOR_SERVER_URL is required for perago start`).
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// `threads(0)`.
+    /// `threads(0)`, or a task added with 0 threads.
     #[error("worker thread count must be at least 1")]
     NoThreads,
+    /// The builder has no task.
+    #[error("a runtime needs at least one task")]
+    NoTasks,
+    /// Two hosted tasks have the same name (Conductor task type).
+    #[error("task '{task}' is added to the runtime more than once")]
+    DuplicateTask {
+        /// The repeated task name.
+        task: String,
+    },
     /// The workspace root is locked by another live runtime, or could not be locked.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),

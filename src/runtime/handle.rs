@@ -14,9 +14,10 @@ use crossbeam_channel::{Receiver, at, never, select};
 
 use super::counters::{Counters, CountersSnapshot};
 use super::gc_timer::sweep_workspaces;
-use super::health::{Activity, Dependency, Health, InFlight, UNREACHABLE_AFTER};
+use super::health::{Dependency, Health, InFlight, UNREACHABLE_AFTER};
 use super::shutdown::{Shutdown, ShutdownReason};
 use super::signals::SignalWatcher;
+use super::task_runner::TaskRunner;
 use crate::metrics::Metrics;
 use crate::workspace::{LiveOwners, SupervisorLock};
 
@@ -32,10 +33,24 @@ pub struct RuntimeExit {
     /// Tasks still unreported when the runtime stopped waiting (their bodies ignored the
     /// cancellation); their workspaces are left for the next startup sweep.
     pub abandoned_attempts: u64,
-    /// The counters at the end.
+    /// The counters at the end, all hosted tasks together.
     pub counters: CountersSnapshot,
+    /// The counters at the end of each hosted task, in the order the tasks were added.
+    pub tasks: Vec<TaskCounters>,
     /// From the shutdown request to the end of the drain (`None` if it never started).
     pub drain: Option<Duration>,
+}
+
+/// One hosted task's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCounters {
+    /// The task (Conductor task type) name.
+    pub task: String,
+    /// Its worker threads (attempts of it run at once).
+    pub threads: usize,
+    /// Its counters (`gc_sweeps` and the task-log counters are always 0 here: the GC and
+    /// task-log threads belong to the runtime, and count in its total).
+    pub counters: CountersSnapshot,
 }
 
 impl RuntimeExit {
@@ -69,6 +84,8 @@ impl Probe {
 /// One attempt in flight, as `/status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightStatus {
+    /// The task (Conductor task type) it is an attempt of.
+    pub task_type: String,
     /// Conductor `taskId`.
     pub task_id: String,
     /// Conductor `workflowInstanceId`.
@@ -84,10 +101,8 @@ pub struct InFlightStatus {
 pub struct RuntimeStatus {
     /// The worker id.
     pub worker_id: String,
-    /// The task served.
-    pub task_name: String,
-    /// Worker threads.
-    pub threads: usize,
+    /// Each hosted task: its name, worker threads and counters, in the order added.
+    pub tasks: Vec<TaskCounters>,
     /// Whether polling is paused.
     pub paused: bool,
     /// Whether shutdown has started.
@@ -96,7 +111,7 @@ pub struct RuntimeStatus {
     pub live: bool,
     /// `/readyz`.
     pub ready: bool,
-    /// The counters.
+    /// The counters, all hosted tasks together.
     pub counters: CountersSnapshot,
     /// Attempts running now, oldest first.
     pub in_flight: Vec<InFlightStatus>,
@@ -105,8 +120,10 @@ pub struct RuntimeStatus {
 /// The runtime's threads, kept so they can be joined.
 #[derive(Default)]
 pub(crate) struct Threads {
+    /// Every hosted task's workers.
     pub(crate) workers: Vec<JoinHandle<()>>,
-    pub(crate) poller: Option<JoinHandle<()>>,
+    /// One poller per hosted task.
+    pub(crate) pollers: Vec<JoinHandle<()>>,
     pub(crate) lease: Option<JoinHandle<()>>,
     pub(crate) gc: Option<JoinHandle<()>>,
     pub(crate) task_log: Option<JoinHandle<()>>,
@@ -122,16 +139,17 @@ impl Threads {
         if let Some(signals) = self.signals.take() {
             signals.stop();
         }
-        for thread in [
-            self.poller.take(),
-            self.lease.take(),
-            self.gc.take(),
-            self.task_log.take(),
-            self.exporter.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let pollers = std::mem::take(&mut self.pollers);
+        for thread in pollers.into_iter().chain(
+            [
+                self.lease.take(),
+                self.gc.take(),
+                self.task_log.take(),
+                self.exporter.take(),
+            ]
+            .into_iter()
+            .flatten(),
+        ) {
             let _ = thread.join();
         }
     }
@@ -163,12 +181,13 @@ pub(crate) struct Running {
 /// enforced, since `join` is what enforces them.
 pub struct RuntimeHandle {
     pub(crate) shutdown: Shutdown,
+    /// What belongs to no task (GC sweeps).
     pub(crate) counters: Arc<Counters>,
+    /// The hosted tasks, in the order they were added.
+    pub(crate) tasks: Vec<TaskRunner>,
     pub(crate) metrics: Metrics,
     pub(crate) health: Arc<Health>,
     pub(crate) in_flight: Arc<InFlight>,
-    pub(crate) task_name: String,
-    pub(crate) threads: usize,
     pub(crate) worker_id: String,
     pub(crate) running: Option<Running>,
 }
@@ -177,6 +196,10 @@ impl std::fmt::Debug for RuntimeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuntimeHandle")
             .field("worker_id", &self.worker_id)
+            .field(
+                "tasks",
+                &self.tasks.iter().map(|task| &task.name).collect::<Vec<_>>(),
+            )
             .field("shutdown", &self.shutdown)
             .field("counters", &self.counters())
             .finish()
@@ -195,9 +218,23 @@ impl RuntimeHandle {
         self.shutdown.request(ShutdownReason::Escalated);
     }
 
-    /// The live counters.
+    /// The live counters, all hosted tasks together.
     pub fn counters(&self) -> CountersSnapshot {
-        self.counters.snapshot()
+        total_counters(&self.counters, &self.tasks)
+    }
+
+    /// The live counters of the hosted task `task` (its Conductor task type name), `None`
+    /// if the runtime does not host it.
+    pub fn task_counters(&self, task: &str) -> Option<CountersSnapshot> {
+        self.tasks
+            .iter()
+            .find(|runner| runner.name == task)
+            .map(TaskRunner::snapshot)
+    }
+
+    /// The live counters of every hosted task, in the order the tasks were added.
+    pub fn tasks(&self) -> Vec<TaskCounters> {
+        task_counters(&self.tasks)
     }
 
     /// The worker id sent on polls and updates.
@@ -215,11 +252,10 @@ impl RuntimeHandle {
         RuntimeView {
             shutdown: self.shutdown.clone(),
             counters: Arc::clone(&self.counters),
+            tasks: self.tasks.clone(),
             metrics: self.metrics.clone(),
             health: Arc::clone(&self.health),
             in_flight: Arc::clone(&self.in_flight),
-            task_name: self.task_name.clone(),
-            threads: self.threads,
             worker_id: self.worker_id.clone(),
         }
     }
@@ -282,7 +318,7 @@ impl RuntimeHandle {
                 recv(forced_rx) -> _ => forced_at = Some(Instant::now()),
                 recv(timer) -> _ => {
                     if forced_at.is_some() {
-                        break self.counters.snapshot().in_flight;
+                        break self.counters().in_flight;
                     }
                     self.shutdown.request(ShutdownReason::ForceDeadline);
                 }
@@ -333,7 +369,8 @@ impl RuntimeHandle {
             forced: self.shutdown.is_forced(),
             runtime_failure: self.shutdown.had_runtime_failure(),
             abandoned_attempts: abandoned,
-            counters: self.counters.snapshot(),
+            counters: self.counters(),
+            tasks: self.tasks(),
             drain: None,
         }
     }
@@ -357,11 +394,10 @@ impl Drop for RuntimeHandle {
 pub struct RuntimeView {
     shutdown: Shutdown,
     counters: Arc<Counters>,
+    tasks: Vec<TaskRunner>,
     metrics: Metrics,
     health: Arc<Health>,
     in_flight: Arc<InFlight>,
-    task_name: String,
-    threads: usize,
     worker_id: String,
 }
 
@@ -407,17 +443,13 @@ impl RuntimeView {
     pub fn probe(&self) -> Probe {
         let now = Instant::now();
         let mut not_live = Vec::new();
-        for (activity, over, bound) in self.health.wedged(now) {
-            let what = match activity {
-                Activity::Poll => "a poll",
-                Activity::Lease => "a heartbeat",
-                Activity::Gc => "a sweep",
-            };
+        for wedged in self.health.wedged(now) {
             not_live.push(format!(
-                "{} wedged: {what} has run {} ms past its {} ms bound",
-                activity.as_str(),
-                over.as_millis(),
-                bound.as_millis()
+                "{} wedged: {} has run {} ms past its {} ms bound",
+                wedged.what,
+                wedged.iteration,
+                wedged.over.as_millis(),
+                wedged.bound.as_millis()
             ));
         }
         if self.shutdown.had_runtime_failure() {
@@ -452,18 +484,18 @@ impl RuntimeView {
         let probe = self.probe();
         RuntimeStatus {
             worker_id: self.worker_id.clone(),
-            task_name: self.task_name.clone(),
-            threads: self.threads,
+            tasks: task_counters(&self.tasks),
             paused: self.health.is_paused(),
             draining: self.shutdown.is_requested(),
             live: probe.is_live(),
             ready: probe.is_ready(),
-            counters: self.counters.snapshot(),
+            counters: total_counters(&self.counters, &self.tasks),
             in_flight: self
                 .in_flight
                 .list()
                 .into_iter()
                 .map(|attempt| InFlightStatus {
+                    task_type: attempt.task_type,
                     task_id: attempt.task_id,
                     workflow_instance_id: attempt.workflow_instance_id,
                     phase: attempt.phase,
@@ -472,4 +504,23 @@ impl RuntimeView {
                 .collect(),
         }
     }
+}
+
+/// The runtime-wide counters plus every task's.
+fn total_counters(runtime: &Counters, tasks: &[TaskRunner]) -> CountersSnapshot {
+    let mut total = runtime.snapshot();
+    total += tasks.iter().map(TaskRunner::snapshot).sum();
+    total
+}
+
+/// Every task's counters, in the order the tasks were added.
+fn task_counters(tasks: &[TaskRunner]) -> Vec<TaskCounters> {
+    tasks
+        .iter()
+        .map(|runner| TaskCounters {
+            task: runner.name.clone(),
+            threads: runner.threads,
+            counters: runner.snapshot(),
+        })
+        .collect()
 }

@@ -57,6 +57,8 @@ fn retry_delay(interval: Duration, failures: u32) -> Duration {
 
 struct Lease {
     workflow_instance_id: String,
+    /// The counters of the task the attempt belongs to (its lease extensions).
+    counters: Arc<Counters>,
     interval: Duration,
     due: Instant,
     failures: u32,
@@ -81,14 +83,21 @@ pub(crate) struct Leases {
 }
 
 impl Leases {
-    /// Starts heartbeating `task_id` every `interval`.
-    pub(crate) fn start(&self, task_id: &str, workflow_instance_id: &str, interval: Duration) {
+    /// Starts heartbeating `task_id` every `interval`, counting its extensions in `counters`.
+    pub(crate) fn start(
+        &self,
+        task_id: &str,
+        workflow_instance_id: &str,
+        interval: Duration,
+        counters: &Arc<Counters>,
+    ) {
         let due = Instant::now() + interval;
         let mut table = self.table.lock();
         table.leases.insert(
             task_id.to_owned(),
             Lease {
                 workflow_instance_id: workflow_instance_id.to_owned(),
+                counters: Arc::clone(counters),
                 interval,
                 due,
                 failures: 0,
@@ -111,7 +120,6 @@ impl Leases {
 pub(crate) struct LeaseKeeper {
     api: Arc<dyn ConductorApi>,
     worker_id: String,
-    counters: Arc<Counters>,
     table: Arc<Mutex<Table>>,
     woken: Receiver<()>,
     halt: CancelToken,
@@ -123,7 +131,6 @@ impl LeaseKeeper {
     pub(crate) fn new(
         api: Arc<dyn ConductorApi>,
         worker_id: String,
-        counters: Arc<Counters>,
         halt: CancelToken,
     ) -> (Leases, LeaseKeeper) {
         let table = Arc::new(Mutex::new(Table::default()));
@@ -135,7 +142,6 @@ impl LeaseKeeper {
         let keeper = LeaseKeeper {
             api,
             worker_id,
-            counters,
             table,
             woken,
             halt,
@@ -187,7 +193,7 @@ impl LeaseKeeper {
             };
             match outcome {
                 Ok(()) => {
-                    Counters::inc(&self.counters.lease_extensions);
+                    Counters::inc(&lease.counters.lease_extensions);
                     lease.failures = 0;
                     lease.due = Instant::now() + lease.interval;
                     log::debug!(task_id = task_id.as_str(); "lease extended");
@@ -241,24 +247,20 @@ mod tests {
     #[test]
     fn short_attempts_do_not_wake_the_lease_thread() {
         let api: Arc<dyn ConductorApi> = Arc::new(FakeConductor::default());
-        let (leases, keeper) = LeaseKeeper::new(
-            api,
-            "w".into(),
-            Arc::default(),
-            crate::task::CancelToken::never(),
-        );
+        let (leases, keeper) = LeaseKeeper::new(api, "w".into(), crate::task::CancelToken::never());
         let (table, woken) = (keeper.table, keeper.woken);
+        let counters = Arc::new(Counters::default());
         let interval = Duration::from_secs(8);
-        leases.start("t1", "wf", interval);
+        leases.start("t1", "wf", interval, &counters);
         assert!(woken.try_recv().is_ok(), "the first lease arms the timer");
         // The thread would now sleep until t1's first beat; later leases are due later.
         for i in 0..100 {
             let task = format!("t{}", i + 2);
-            leases.start(&task, "wf", interval);
+            leases.start(&task, "wf", interval, &counters);
             leases.stop(&task);
         }
         assert!(woken.try_recv().is_err(), "no wake-up for leases due later");
-        leases.start("urgent", "wf", Duration::from_secs(1));
+        leases.start("urgent", "wf", Duration::from_secs(1), &counters);
         assert!(
             woken.try_recv().is_ok(),
             "an earlier first beat re-arms the timer"

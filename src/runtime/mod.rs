@@ -1,5 +1,6 @@
 //! The thread runtime (SPEC §9): one process polling Conductor and running attempts on N
-//! worker threads.
+//! worker threads, for one or more hosted tasks (SPEC §17: each task has the poller, workers
+//! and slots drawn below; the lease, GC and signal threads are the runtime's, shared).
 //!
 //! ```text
 //!              slots (free-worker permits)
@@ -19,6 +20,8 @@
 //! - [`builder`]: [`Runtime::builder`] and transactional start.
 //! - [`handle`]: [`RuntimeHandle`] (`shutdown`, `force`, `join`, `counters`) and [`RuntimeExit`].
 //! - [`shutdown`]: [`Shutdown`] and the ordered [`ShutdownReason`].
+//! - `task_runner`: one hosted task's unit (its poller, workers, slots and counters); a
+//!   runtime hosts one or more (SPEC §17), sharing everything else below.
 //! - `poller`, `worker`, [`lease`], `gc_timer`, `signals`, `task_log`: one file per thread
 //!   (`task_log` ships `ctx.log()` lines to Conductor's task log).
 //! - [`fence`]: [`ConductorFence`], the attempt fence over Conductor.
@@ -42,6 +45,7 @@ mod poller;
 pub mod shutdown;
 mod signals;
 mod task_log;
+mod task_runner;
 mod worker;
 
 #[cfg(test)]
@@ -51,6 +55,8 @@ pub use builder::{Runtime, RuntimeBuilder};
 pub use counters::CountersSnapshot;
 pub use error::RuntimeError;
 pub use fence::ConductorFence;
-pub use handle::{InFlightStatus, Probe, RuntimeExit, RuntimeHandle, RuntimeStatus, RuntimeView};
+pub use handle::{
+    InFlightStatus, Probe, RuntimeExit, RuntimeHandle, RuntimeStatus, RuntimeView, TaskCounters,
+};
 pub use identity::attempt_identity;
 pub use shutdown::ShutdownReason;

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, select};
 
 use super::counters::Counters;
-use super::health::Health;
+use super::health::{Health, PollWatch};
 use super::observed::exception_kind;
 use super::shutdown::PanicGuard;
 use crate::conductor::{ConductorApi, PolledTask};
 use crate::logging::repeat::{Repeat, RepeatLimiter};
-use crate::metrics::Metrics;
+use crate::metrics::TaskMetrics;
 use crate::task::CancelToken;
 use crate::util::backoff::Backoff;
 use crate::util::error_chain;
@@ -54,7 +54,9 @@ pub(crate) struct Poller {
     pub(crate) error_backoff: Backoff,
     /// Liveness stamps, pause state.
     pub(crate) health: Arc<Health>,
-    pub(crate) metrics: Metrics,
+    /// This poller's liveness stamp and pause wake-up.
+    pub(crate) watch: Arc<PollWatch>,
+    pub(crate) metrics: TaskMetrics,
 }
 
 /// How far to take off error delays at random.
@@ -71,7 +73,7 @@ impl Poller {
             if self.health.is_paused() {
                 self.metrics.poll_paused();
                 select! {
-                    recv(self.health.wake()) -> _ => {},
+                    recv(self.watch.wake()) -> _ => {},
                     recv(self.drain.receiver()) -> _ => return,
                 }
                 continue;
@@ -90,7 +92,7 @@ impl Poller {
                 return;
             }
             let count = self.batch_size.map_or(free, |cap| free.min(cap.get()));
-            self.health.poll_started();
+            self.health.poll_started(&self.watch);
             let started = Instant::now();
             let polled = self.api.poll_batch(
                 &self.task_type,
@@ -99,7 +101,7 @@ impl Poller {
                 count,
                 self.wait,
             );
-            self.health.poll_finished();
+            self.health.poll_finished(&self.watch);
             self.metrics.poll_done(
                 started.elapsed(),
                 polled.as_ref().map(Vec::len).map_err(exception_kind),

@@ -30,7 +30,7 @@ use crate::execution::{
     undecodable_task_report,
 };
 use crate::logging::repeat::{Repeat, RepeatLimiter};
-use crate::metrics::{MetricRecorder, Metrics, WorkspaceOp};
+use crate::metrics::{MetricRecorder, TaskMetrics, WorkspaceOp};
 use crate::result::{Phase, TaskStatus};
 use crate::task::{AttemptIdentity, Task};
 use crate::util::backoff::RetryPolicy;
@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     pub(crate) update_retry: RetryPolicy,
     /// Ships `ctx.log()` lines to Conductor's task log.
     pub(crate) task_log: Option<Arc<super::task_log::Shipper>>,
-    pub(crate) metrics: Metrics,
+    pub(crate) metrics: TaskMetrics,
     pub(crate) health: Arc<Health>,
     pub(crate) in_flight: Arc<InFlight>,
     /// Workers running an attempt now (`active_workers`, `runtime.busy_slots`).
@@ -133,12 +133,18 @@ impl Worker {
         }
         let interval = lease_interval(task.response_timeout());
         if let Some(interval) = interval {
-            self.leases
-                .start(&task.task_id, &task.workflow_instance_id, interval);
+            self.leases.start(
+                &task.task_id,
+                &task.workflow_instance_id,
+                interval,
+                &shared.counters,
+            );
         }
-        let guard = shared
-            .in_flight
-            .start(&task.task_id, &task.workflow_instance_id);
+        let guard = shared.in_flight.start(
+            shared.task.name(),
+            &task.task_id,
+            &task.workflow_instance_id,
+        );
         let busy = shared
             .busy
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)

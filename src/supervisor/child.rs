@@ -88,6 +88,11 @@ impl ChildLauncher {
         &self.exe
     }
 
+    /// The target children serve.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
     /// The arguments after the program name.
     pub fn args(&self) -> Vec<String> {
         vec![

@@ -78,7 +78,10 @@ pub(crate) struct SupervisorSettings {
 /// every slot's.
 pub(crate) struct LogPruning {
     pub(crate) log_root: PathBuf,
+    /// The supervisor's own target (or target set name).
     pub(crate) target: String,
+    /// The target each slot's child serves, by slot (a slot without one uses `target`).
+    pub(crate) slot_targets: Vec<String>,
     pub(crate) retention: Duration,
 }
 
@@ -588,11 +591,11 @@ impl Supervisor {
                 &logs.target,
                 &self.settings.worker_id_prefix,
             );
-            let dirs = std::iter::once(own).chain(
-                self.slots
-                    .iter()
-                    .map(|slot| worker_log_dir(&logs.log_root, &logs.target, &slot.worker_id)),
-            );
+            let dirs =
+                std::iter::once(own).chain(self.slots.iter().enumerate().map(|(index, slot)| {
+                    let target = logs.slot_targets.get(index).unwrap_or(&logs.target);
+                    worker_log_dir(&logs.log_root, target, &slot.worker_id)
+                }));
             for dir in dirs {
                 match sweep_retention(&dir, logs.retention, SystemTime::now()) {
                     Ok(0) => {}

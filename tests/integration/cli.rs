@@ -77,6 +77,45 @@ fn check_prints_the_resolved_summary() {
 }
 
 #[test]
+fn check_and_config_of_several_targets_cover_each_task_and_the_sets_config() {
+    let cli = Cli::new();
+    let output = cli.run(&["check", "examples.echo", "examples.features_build"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["ok: examples.echo", "ok: features.build"]);
+    assert_eq!(
+        lines[4],
+        "worker_id_prefix: examplesechoexamplesfeaturesbuild"
+    );
+    assert_eq!(lines.len(), 7);
+
+    let output = cli.run(&["config", "examples.echo", "examples.features_build"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tasks: Vec<String> = stdout(&output)
+        .lines()
+        .filter(|line| line.starts_with("worker.task"))
+        .map(|line| {
+            line.split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tasks, ["examples.echo", "features.build"]);
+
+    for command in ["check", "config"] {
+        let output = cli.run(&[command, "examples.echo", "examples.echo"], &[]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert_eq!(
+            stderr(&output).trim_end(),
+            "error: target 'examples.echo' is given more than once",
+            "{command}"
+        );
+    }
+}
+
+#[test]
 fn configuration_errors_come_first_as_one_error_line() {
     let cli = Cli::new();
     let output = cli.run(

@@ -146,7 +146,8 @@ fn admin_routes_serve_metrics_status_and_probes_with_bounded_labels() {
     assert_eq!(status, 200);
     let status_json = json_of(&body);
     assert_eq!(status_json["counters"]["completed"], 5);
-    assert_eq!(status_json["task"], "examples.metered");
+    assert_eq!(status_json["tasks"][0]["task"], "examples.metered");
+    assert_eq!(status_json["tasks"][0]["counters"]["completed"], 5);
     assert_eq!(status_json["in_flight"], json!([]));
     assert_eq!(status_json["ready"], true);
 

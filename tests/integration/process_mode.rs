@@ -676,3 +676,87 @@ fn killing_the_supervisor_kills_its_children_and_the_next_one_replaces_its_stale
     assert_eq!(second.wait_exit().code(), Some(0));
     assert!(!lock.exists());
 }
+
+#[test]
+fn several_targets_get_their_own_children_numbered_across_the_set() {
+    let fx = Fixture::new();
+    fx.register("examples.echo", 30, 0);
+    fx.register("metadata.validate", 30, 0);
+    let mut tree = Tree {
+        supervisor: fx
+            .command(&["start", "examples.echo=2", "examples.metadata_validate"])
+            .spawn()
+            .expect("perago starts"),
+        seen_children: BTreeSet::new(),
+    };
+    let prefix = "examplesechoexamplesmetadatavalidate";
+    let children = tree.wait_children(3);
+    let ids: Vec<&str> = children.iter().map(|(id, _)| id.as_str()).collect();
+    let expected_ids: Vec<String> = (1..=3).map(|slot| format!("{prefix}{slot:04}")).collect();
+    assert_eq!(ids, expected_ids);
+
+    // Slow echoes (2 s each) on their two children; metadata on the third, at its own rate.
+    let slow: Vec<String> = (0..2)
+        .map(|i| {
+            fx.start_workflow(
+                "examples.echo",
+                json!({"params": {"message": format!("slow{i}"), "sleep_ms": 2000}}),
+            )
+        })
+        .collect();
+    let fast: Vec<String> = (0..6)
+        .map(|i| {
+            fx.start_workflow(
+                "metadata.validate",
+                json!({"params": {"song_id": format!("s{i}"), "min_duration_seconds": 1}}),
+            )
+        })
+        .collect();
+    let all: Vec<String> = slow.iter().chain(&fast).cloned().collect();
+    fx.wait_completed(&all);
+    let served_by = |ids: &[String]| -> BTreeSet<String> {
+        ids.iter()
+            .map(|id| {
+                fx.tasks(id)[0]["workerId"]
+                    .as_str()
+                    .expect("workerId")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let metadata_child: BTreeSet<String> = [expected_ids[2].clone()].into();
+    assert_eq!(served_by(&fast), metadata_child);
+    assert!(
+        served_by(&slow).is_subset(&expected_ids[..2].iter().cloned().collect()),
+        "{:?}",
+        served_by(&slow)
+    );
+
+    tree.signal(Signal::TERM);
+    let status = tree.wait_exit();
+    assert_eq!(status.code(), Some(0), "clean drain: {}", tree.stderr());
+
+    // The supervisor logs under the set's name; each child under its own target.
+    let records = fx.supervisor_records("examples.echo_examples.metadata_validate", prefix);
+    let started = with_message(&records, "process supervisor started");
+    assert_eq!(started.len(), 1, "{records:#?}");
+    assert_eq!(started[0]["children"], 3);
+    assert_eq!(
+        started[0]["targets"],
+        "examples.echo=2,examples.metadata_validate=1"
+    );
+    assert_eq!(
+        started[0]["target"],
+        "examples.echo+examples.metadata_validate"
+    );
+    for (id, target) in [
+        (&expected_ids[0], "examples.echo"),
+        (&expected_ids[1], "examples.echo"),
+        (&expected_ids[2], "examples.metadata_validate"),
+    ] {
+        let child = fx.log_records(target, id);
+        let runner = with_message(&child, "thread runner started");
+        assert_eq!(runner.len(), 1, "{id}");
+        assert_eq!(runner[0]["target"], target, "{id}");
+    }
+}

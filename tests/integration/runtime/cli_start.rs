@@ -356,3 +356,198 @@ fn the_runner_writes_rotated_jsonl_logs_and_drains_cleanly_on_sigterm() {
         }
     }
 }
+
+/// Every JSONL record in the files of `dir`.
+fn records_in(dir: &Path) -> Vec<Value> {
+    log_files(dir)
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).expect("log file");
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn thread_mode_serves_several_targets_each_with_its_own_threads_and_says_which_task() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.echo", 30, 0);
+    register(&server, "metadata.validate", 30, 0);
+    // Slow echo (2 s each, one thread) next to fast metadata validations (two threads).
+    let slow: Vec<String> = (0..2)
+        .map(|i| {
+            start(
+                &server,
+                "examples.echo",
+                json!({"message": format!("slow{i}"), "sleep_ms": 2000}),
+            )
+        })
+        .collect();
+    let fast: Vec<String> = (0..10)
+        .map(|i| {
+            start(
+                &server,
+                "metadata.validate",
+                json!({"song_id": format!("s{i}"), "min_duration_seconds": 1}),
+            )
+        })
+        .collect();
+    let mut child = spawn(
+        PERAGO,
+        dir.path(),
+        &[
+            "start",
+            "examples.echo",
+            "examples.metadata_validate=2",
+            "--execution-mode",
+            "thread",
+        ],
+        &server_env(&server),
+    );
+    wait_until("every workflow of both targets to complete", LONG, || {
+        slow.iter()
+            .chain(&fast)
+            .all(|id| workflow(&server, id)["status"] == "COMPLETED")
+    });
+    terminate(&child);
+    let status = wait_exit(&mut child, LONG);
+    assert_eq!(status.code(), Some(0), "clean drain");
+
+    // One process, one worker id (from the set's name), one log directory for the set.
+    let worker_id = format!("examplesechoexamplesmetadatavalidate-pid-{}", child.id());
+    for id in slow.iter().chain(&fast) {
+        assert_eq!(
+            tasks(&server, id)[0]["workerId"],
+            worker_id.as_str(),
+            "{id}"
+        );
+    }
+    let records = records_in(&dir.path().join(format!(
+        "logs/examples.echo_examples.metadata_validate/worker_id={worker_id}"
+    )));
+    let started: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["message"] == "thread runner started")
+        .collect();
+    assert_eq!(started.len(), 1, "{records:#?}");
+    assert_eq!(
+        started[0]["target"],
+        "examples.echo+examples.metadata_validate"
+    );
+    assert_eq!(started[0]["threads"], 3);
+    assert_eq!(started[0]["tasks"], "examples.echo=1,metadata.validate=2");
+    let runtime_started: Vec<&str> = records
+        .iter()
+        .filter(|r| r["message"] == "runtime started")
+        .map(|r| r["task"].as_str().expect("task"))
+        .collect();
+    assert_eq!(runtime_started, ["examples.echo", "metadata.validate"]);
+    // Each attempt record says its task, and so does the thread that ran it.
+    let mut attempts: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["message"] == "attempt finished")
+        .map(|r| {
+            let task = r["task_def_name"]
+                .as_str()
+                .expect("task_def_name")
+                .to_owned();
+            let thread = r["thread"].as_str().expect("thread");
+            let prefix = thread
+                .rsplit_once('-')
+                .expect("numbered worker")
+                .0
+                .to_owned();
+            (task, prefix)
+        })
+        .collect();
+    attempts.sort();
+    attempts.dedup();
+    assert_eq!(
+        attempts,
+        [
+            (
+                "examples.echo".to_owned(),
+                "worker-examples.echo".to_owned()
+            ),
+            (
+                "metadata.validate".to_owned(),
+                "worker-metadata.validate".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn start_of_several_targets_checks_every_target_before_serving() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.echo", 30, 0);
+    let thread = ["--execution-mode", "thread"];
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec![
+                "start",
+                "examples.echo",
+                "examples.metadata_validate",
+                thread[0],
+                thread[1],
+            ],
+            "error: Conductor TaskDef 'metadata.validate' is not registered; \
+             run perago extract and register it before start"
+                .into(),
+        ),
+        (
+            vec![
+                "start",
+                "examples.echo",
+                "examples.metadata_validate=0",
+                thread[0],
+                thread[1],
+            ],
+            "error: worker process count must be at least 1".into(),
+        ),
+        (
+            vec![
+                "start",
+                "examples.echo",
+                "examples.echo=2",
+                thread[0],
+                thread[1],
+            ],
+            "error: target 'examples.echo' is given more than once".into(),
+        ),
+        (
+            vec![
+                "start",
+                "examples.echo",
+                "examples.features_build",
+                thread[0],
+                thread[1],
+            ],
+            "error: LakeFS config is required for workspace tasks".into(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = run(dir.path(), &args, &server_env(&server));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output).trim_end(), expected, "{args:?}");
+    }
+    let log_files: Vec<_> = walkdir::WalkDir::new(dir.path().join("logs"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .map(|entry| entry.path().to_owned())
+        .collect();
+    assert!(
+        log_files.is_empty(),
+        "nothing was served, so no log was written: {log_files:?}"
+    );
+}

@@ -5,9 +5,11 @@
 //!   lost updates.
 //! - `lifecycle`: lease extension, drain, force deadline, workspace lock and GC timer.
 //! - `cli_start`: `perago start` in a child process: errors, the abandoned-body exit code,
-//!   the log file layout and rotation.
+//!   the log file layout and rotation, several targets in thread mode.
+//! - `multi_task`: several tasks in one runtime: per-task budgets and counters, fairness.
 
 mod cli_start;
 mod delivery;
 mod lifecycle;
+mod multi_task;
 pub(crate) mod support;
