@@ -6,7 +6,8 @@
 //! over loopback (2 s timeout): `/metrics` texts are merged by summing identical series
 //! ([`merge_texts`]); liveness fails if a child's does; readiness needs the supervisor not
 //! draining and every reachable child ready (and at least one reachable); `/status` lists
-//! the children's; pause and resume are forwarded to every child; drain is the supervisor's
+//! the children's; the supervisor's own registry (`worker_restart_total`, by the restarted
+//! child's task type) is merged in first; pause and resume are forwarded to every child; drain is the supervisor's
 //! own SIGTERM path, which forwards SIGTERM to the children.
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use crossbeam_channel::Sender;
 use serde_json::{Value, json};
 
 use super::AdminBackend;
+use crate::metrics::Metrics;
 use crate::metrics::merge::merge_texts;
 use crate::runtime::Probe;
 use crate::supervisor::signals::StopRequest;
@@ -30,6 +32,8 @@ pub struct SupervisorAdmin {
     agent: ureq::Agent,
     requests: Sender<StopRequest>,
     draining: AtomicBool,
+    /// The supervisor's own series (child restarts).
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for SupervisorAdmin {
@@ -46,8 +50,9 @@ struct ChildAnswer {
 }
 
 impl SupervisorAdmin {
-    /// A backend reading children's addresses from `dir`, draining through `requests`.
-    pub fn new(dir: PathBuf, requests: Sender<StopRequest>) -> SupervisorAdmin {
+    /// A backend reading children's addresses from `dir`, draining through `requests`, and
+    /// serving `metrics` (the supervisor's own) with the children's.
+    pub fn new(dir: PathBuf, requests: Sender<StopRequest>, metrics: Metrics) -> SupervisorAdmin {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(CHILD_TIMEOUT))
@@ -58,6 +63,7 @@ impl SupervisorAdmin {
             agent,
             requests,
             draining: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -106,7 +112,8 @@ impl AdminBackend for SupervisorAdmin {
             .flatten()
             .filter(|a| a.status == 200)
             .collect();
-        merge_texts(answers.iter().map(|a| a.body.as_str()))
+        let own = self.metrics.render_prometheus();
+        merge_texts(std::iter::once(own.as_str()).chain(answers.iter().map(|a| a.body.as_str())))
     }
 
     fn probe(&self) -> Probe {

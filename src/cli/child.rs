@@ -21,6 +21,7 @@ use crate::supervisor::die_with_parent;
 pub(crate) fn run_supervisor_cli(
     set: &str,
     counts: &[(String, usize)],
+    task_types: Vec<String>,
     config: RuntimeConfig,
 ) -> CommandResult {
     let children = counts
@@ -34,6 +35,7 @@ pub(crate) fn run_supervisor_cli(
     let options = SupervisorOptions {
         target: set.to_owned(),
         children,
+        task_types,
         config,
     };
     Ok(Outcome::Supervisor(run_supervisor(options)?))

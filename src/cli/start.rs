@@ -62,7 +62,8 @@ pub(crate) fn run(
     }
     // Process mode: the supervisor (src/supervisor, glue in cli/child.rs) takes over here.
     if config.execution_mode() == ExecutionMode::Process {
-        return super::child::run_supervisor_cli(&set, &counts, config);
+        let task_types = tasks.iter().map(|task| task.name().to_owned()).collect();
+        return super::child::run_supervisor_cli(&set, &counts, task_types, config);
     }
     let exit = serve(ServeOptions {
         target: set,

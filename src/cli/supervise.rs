@@ -32,6 +32,7 @@ use crate::config::RuntimeConfig;
 use crate::execution::WorkspaceStore;
 use crate::execution::staging::release_staging_branch;
 use crate::logging::{LogRole, LogSettings, LoggingError, init_logging_with_stderr};
+use crate::metrics::Metrics;
 use crate::supervisor::backoff::{HEALTHY_RUN, RESTART_DELAYS};
 use crate::supervisor::child::{ChildLauncher, CurrentExeError, child_worker_id};
 use crate::supervisor::imp::{
@@ -49,6 +50,9 @@ pub struct SupervisorOptions {
     /// Each target the children serve, with its number of child processes (`-j`, or
     /// `target=N`), in command-line order.
     pub children: Vec<(String, NonZeroUsize)>,
+    /// The Conductor task type of each entry of `children`, in the same order (labels the
+    /// supervisor's `worker_restart_total`).
+    pub task_types: Vec<String>,
     /// The loaded configuration (the children load the same one from the same sources).
     pub config: RuntimeConfig,
 }
@@ -99,6 +103,7 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     let SupervisorOptions {
         target,
         children,
+        task_types,
         config,
     } = options;
     let exe = ChildLauncher::for_current_exe(&target)?.exe().to_path_buf();
@@ -120,6 +125,16 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
     if total == 0 {
         return Err(SupervisorError::NoChildren);
     }
+    // The task type of each slot, for `worker_restart_total`.
+    let slot_tasks: Vec<String> = children
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (target, count))| {
+            let task = task_types.get(index).unwrap_or(target).clone();
+            std::iter::repeat_n(task, count.get())
+        })
+        .collect();
+    let metrics = Metrics::new(None);
     let logging = init_logging_with_stderr(
         &LogSettings {
             log_root: config.log_root().to_path_buf(),
@@ -152,7 +167,11 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
             for (_, launcher) in &mut slots {
                 *launcher = launcher.clone().with_admin_dir(&dir);
             }
-            let backend = Arc::new(SupervisorAdmin::new(dir.clone(), requests_tx.clone()));
+            let backend = Arc::new(SupervisorAdmin::new(
+                dir.clone(),
+                requests_tx.clone(),
+                metrics.clone(),
+            ));
             match AdminServer::start(admin_config, backend) {
                 Ok(server) => Some((server, dir)),
                 Err(error) => {
@@ -226,6 +245,11 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
             launcher.command(id)
         }),
     );
+    supervisor.on_restart(Box::new(move |slot| {
+        if let Some(task) = slot_tasks.get(slot) {
+            metrics.worker_restarted(task);
+        }
+    }));
     let stop_admin = |admin: Option<(AdminServer, std::path::PathBuf)>| {
         if let Some((server, dir)) = admin {
             server.stop();

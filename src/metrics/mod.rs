@@ -233,6 +233,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The supervisor restarted a child serving `task_type`.
+    pub(crate) fn worker_restarted(&self, task_type: &str) {
+        self.inner
+            .catalog
+            .worker_restart
+            .get_or_create(&labels1(task_type))
+            .inc();
+    }
+
     /// One Conductor request: `method`, route template `uri`, `status` (HTTP code or error kind).
     pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str, elapsed: Duration) {
         self.inner

@@ -123,6 +123,7 @@ pub struct RuntimeBuilder {
     force_grace: Duration,
     metrics: Option<Metrics>,
     poll_liveness_bound: Option<Duration>,
+    unreachable_after: Duration,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -167,6 +168,7 @@ impl RuntimeBuilder {
             force_grace: defaults::FORCE_GRACE,
             metrics: None,
             poll_liveness_bound: None,
+            unreachable_after: super::health::UNREACHABLE_AFTER,
         }
     }
 
@@ -300,6 +302,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long Conductor (or lakeFS) may fail without a success before `/readyz` fails
+    /// (default 30 s, SPEC §15).
+    pub fn unreachable_after(mut self, after: Duration) -> Self {
+        self.unreachable_after = after;
+        self
+    }
+
     /// Starts the runtime: lock and sweep the workspace root (when owned), then the `signal`
     /// (when enabled), `lease`, `gc`, and every hosted task's `worker-*` and `poller`
     /// threads (see the `task_runner` module for their names).
@@ -326,7 +335,7 @@ impl RuntimeBuilder {
             .metrics
             .clone()
             .unwrap_or_else(|| Metrics::new(observability.instance_id.clone()));
-        let health = Arc::new(Health::new());
+        let health = Arc::new(Health::with_unreachable_after(self.unreachable_after));
         let in_flight = Arc::new(InFlight::default());
         let api: Arc<dyn ConductorApi> = Arc::new(ObservedConductor::new(
             api,

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, at, never, select};
 
 use super::counters::{Counters, CountersSnapshot};
 use super::gc_timer::sweep_workspaces;
-use super::health::{Dependency, Health, InFlight, UNREACHABLE_AFTER};
+use super::health::{Dependency, Health, InFlight};
 use super::shutdown::{Shutdown, ShutdownReason};
 use super::signals::SignalWatcher;
 use super::task_runner::TaskRunner;
@@ -467,7 +467,7 @@ impl RuntimeView {
             (Dependency::Lakefs, "lakeFS"),
         ] {
             if let Some(down) = self.health.unreachable_for(dependency, now)
-                && down >= UNREACHABLE_AFTER
+                && down >= self.health.unreachable_after()
             {
                 not_ready.push(format!("{name} unreachable for {} s", down.as_secs()));
             }

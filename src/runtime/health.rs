@@ -141,6 +141,8 @@ pub struct Health {
     conductor: Reach,
     lakefs: Reach,
     paused: AtomicBool,
+    /// How long a dependency may fail before readiness does ([`UNREACHABLE_AFTER`]).
+    unreachable_after: Duration,
 }
 
 impl Default for Health {
@@ -159,7 +161,22 @@ impl Health {
             conductor: Reach::default(),
             lakefs: Reach::default(),
             paused: AtomicBool::new(false),
+            unreachable_after: UNREACHABLE_AFTER,
         }
+    }
+
+    /// State whose readiness fails after a dependency failed for `after` (instead of
+    /// [`UNREACHABLE_AFTER`]).
+    pub fn with_unreachable_after(after: Duration) -> Health {
+        Health {
+            unreachable_after: after,
+            ..Health::new()
+        }
+    }
+
+    /// How long a dependency may fail before readiness does.
+    pub fn unreachable_after(&self) -> Duration {
+        self.unreachable_after
     }
 
     /// Registers the poller of `task`, whose polls must return within `bound`.

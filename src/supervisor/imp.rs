@@ -194,6 +194,8 @@ pub(crate) struct Supervisor {
     exits_rx: Receiver<ChildExited>,
     stopping: Option<Stopping>,
     exit: SupervisorExit,
+    /// Called with the slot index after each restart (feeds `worker_restart_total`).
+    on_restart: Option<Box<dyn FnMut(usize) + Send>>,
 }
 
 /// A child could not be started.
@@ -226,7 +228,13 @@ impl Supervisor {
             exits_rx,
             stopping: None,
             exit: SupervisorExit::default(),
+            on_restart: None,
         }
+    }
+
+    /// Calls `hook` with the slot index (0-based) each time a child is restarted.
+    pub(crate) fn on_restart(&mut self, hook: Box<dyn FnMut(usize) + Send>) {
+        self.on_restart = Some(hook);
     }
 
     /// Starts every child, transactionally: if one cannot be started, the ones already
@@ -358,7 +366,12 @@ impl Supervisor {
                 continue;
             }
             match self.spawn(index) {
-                Ok(()) => self.exit.restarts += 1,
+                Ok(()) => {
+                    self.exit.restarts += 1;
+                    if let Some(hook) = &mut self.on_restart {
+                        hook(index);
+                    }
+                }
                 Err(error) => {
                     self.exit.spawn_failures += 1;
                     let slot = &mut self.slots[index];

@@ -763,6 +763,24 @@ fn process_mode_serves_one_listener_with_the_children_merged() {
         "one family header after merging:\n{text}"
     );
     assert!(text.ends_with("# EOF\n"));
+    assert!(
+        !text.contains("worker_restart_total{"),
+        "no restart yet:\n{text}"
+    );
+
+    // A child killed under the supervisor is restarted, and the restart is counted.
+    let children = crate::process_mode::children_of(perago.child.id());
+    assert_eq!(children.len(), 2, "two children: {children:?}");
+    kill_process(Pid::from_raw(children[0] as i32).unwrap(), Signal::KILL).unwrap();
+    wait_until("the restart counted on the supervisor", LONG, || {
+        get(&format!("http://{admin}/metrics"))
+            .1
+            .contains("worker_restart_total{taskType=\"examples.echo\"} 1")
+    });
+    wait_until("both children ready again", LONG, || {
+        let status = json_of(&get(&format!("http://{admin}/status")).1);
+        status["children"].as_array().is_some_and(|c| c.len() == 2) && status["ready"] == true
+    });
     let (status, body) = post(&format!("http://{admin}/pause"), None);
     assert_eq!(
         (status, json_of(&body)["changed"].clone()),
@@ -774,4 +792,133 @@ fn process_mode_serves_one_listener_with_the_children_merged() {
     let (status, _) = post(&format!("http://{admin}/drain"), None);
     assert_eq!(status, 202);
     assert!(perago.wait_exit().success());
+}
+
+#[test]
+fn readiness_fails_after_conductor_fails_for_the_bound_and_recovers_with_it() {
+    let server = dev_server();
+    register_metered(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let handle = Runtime::builder(
+        config(&server, dir.path(), "examples.metered", &[]),
+        perago::examples::metered().unwrap(),
+    )
+    .conductor(api(&server))
+    .unreachable_after(Duration::from_millis(500))
+    .start()
+    .expect("runtime starts");
+    let admin = AdminServer::for_runtime(&loopback_admin(), &handle).expect("admin listens");
+    let base = format!("http://{}", admin.addr());
+    assert_eq!(get(&format!("{base}/readyz")).0, 200);
+
+    // Every poll fails with a 503: ready until the failures have lasted the bound.
+    server
+        .faults()
+        .set(FaultRule {
+            method: "GET".into(),
+            path: "/api/tasks/poll/batch/*".into(),
+            error_status: Some(503),
+            error_rate: 1.0,
+            ..FaultRule::default()
+        })
+        .unwrap();
+    let mut body = String::new();
+    wait_until("/readyz to fail", LONG, || {
+        let (status, text) = get(&format!("{base}/readyz"));
+        body = text;
+        status == 503
+    });
+    assert!(body.starts_with("Conductor unreachable for "), "{body}");
+    assert_eq!(
+        get(&format!("{base}/livez")).0,
+        200,
+        "an outage is not a wedge"
+    );
+
+    // One successful call makes it ready again.
+    server.faults().clear();
+    wait_until("/readyz to recover", LONG, || {
+        get(&format!("{base}/readyz")).0 == 200
+    });
+    handle.shutdown();
+    assert!(handle.join().is_clean());
+    admin.stop();
+}
+
+#[test]
+fn one_listener_serves_every_hosted_task_and_pause_holds_every_poller() {
+    let server = dev_server();
+    register_metered(&server);
+    register(&server, "obs_sleepy", 600, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let handle = perago::RuntimeBuilder::new(config(&server, dir.path(), "obs.set", &[]))
+        .task_with_threads(perago::examples::metered().unwrap(), 2)
+        .task(sleepy("obs_sleepy"))
+        .conductor(api(&server))
+        .start()
+        .expect("runtime starts");
+    let admin = AdminServer::for_runtime(&loopback_admin(), &handle).expect("admin listens");
+    let base = format!("http://{}", admin.addr());
+
+    let metered = run_metered(&server, 2, json!({"items": 3, "kind": "csv"}));
+    let sleepy_id = start(&server, "obs_sleepy", json!({"message": "s"}));
+    wait_completed(&server, &metered);
+    wait_until("the sleepy workflow", LONG, || {
+        workflow(&server, &sleepy_id)["status"] == "COMPLETED"
+    });
+
+    // The worker counts an attempt once its update returned, just after Conductor saw it.
+    let mut status = Value::Null;
+    wait_until("three attempts counted", LONG, || {
+        status = json_of(&get(&format!("{base}/status")).1);
+        status["counters"]["completed"] == 3
+    });
+    let per_task: Vec<(Value, Value, Value)> = status["tasks"]
+        .as_array()
+        .expect("tasks listed")
+        .iter()
+        .map(|t| {
+            (
+                t["task"].clone(),
+                t["threads"].clone(),
+                t["counters"]["completed"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_task,
+        [
+            (json!("examples.metered"), json!(2), json!(2)),
+            (json!("obs_sleepy"), json!(1), json!(1)),
+        ]
+    );
+    assert_eq!(status["threads"], 3);
+    assert_eq!(status["counters"]["completed"], 3);
+    let (_, text) = get(&format!("{base}/metrics"));
+    for needle in [
+        "task_execution_started_total{taskType=\"examples.metered\"} 2",
+        "task_execution_started_total{taskType=\"obs_sleepy\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+
+    // Pause holds both pollers; resume wakes both.
+    assert_eq!(post(&format!("{base}/pause"), None).0, 200);
+    wait_until("both pollers to see the pause", LONG, || {
+        let text = get(&format!("{base}/metrics")).1;
+        text.contains("task_paused_total{taskType=\"examples.metered\"}")
+            && text.contains("task_paused_total{taskType=\"obs_sleepy\"}")
+    });
+    let held_metered = run_metered(&server, 1, json!({"items": 1, "kind": "csv"}));
+    let held_sleepy = start(&server, "obs_sleepy", json!({"message": "h"}));
+    assert_eq!(tasks(&server, &held_metered[0])[0]["status"], "SCHEDULED");
+    assert_eq!(tasks(&server, &held_sleepy)[0]["status"], "SCHEDULED");
+    assert_eq!(post(&format!("{base}/resume"), None).0, 200);
+    wait_completed(&server, &held_metered);
+    wait_until("the held sleepy workflow", LONG, || {
+        workflow(&server, &held_sleepy)["status"] == "COMPLETED"
+    });
+    handle.shutdown();
+    assert!(handle.join().is_clean());
+    admin.stop();
 }
