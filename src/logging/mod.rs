@@ -21,9 +21,12 @@ pub mod panic;
 pub mod path;
 pub mod repeat;
 pub mod retention;
+#[cfg(feature = "cli")]
 pub mod stderr;
 
 pub use format::LogRole;
-pub use init::{LogSettings, LoggingError, init_logging, init_logging_with_stderr};
+#[cfg(feature = "cli")]
+pub use init::init_logging_with_stderr;
+pub use init::{LogSettings, LoggingError, init_logging};
 pub use path::{parse_log_file_name, worker_log_dir};
 pub use retention::sweep_retention;

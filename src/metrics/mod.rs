@@ -12,6 +12,7 @@
 //! and export reads a snapshot on its own thread.
 
 pub mod catalog;
+#[cfg(feature = "cli")]
 pub mod merge;
 pub mod otlp;
 pub mod recorder;
@@ -234,6 +235,7 @@ impl Metrics {
     }
 
     /// The supervisor restarted a child serving `task_type`.
+    #[cfg(feature = "cli")]
     pub(crate) fn worker_restarted(&self, task_type: &str) {
         self.inner
             .catalog
