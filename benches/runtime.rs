@@ -15,7 +15,7 @@
 //! - **observability**: echo tasks/s through the dev server with SPEC §15 off (no metrics
 //!   declaration, no admin listener, no OTLP export) and on (the task declares metrics, an
 //!   admin listener is scraped every 100 ms, OTLP export to the dev server every second),
-//!   alternating off/on three times in the same run; medians.
+//!   five rounds in the same run, the order flipping each round; medians.
 //! - **startup**: `perago start examples.echo -j N --execution-mode thread` as a child: time
 //!   from spawn to the first poll the dev server answers (one task is queued so the poll
 //!   returns at once), and the child's RSS after a second of idling.
@@ -627,7 +627,7 @@ fn observed_rate(threads: usize, n: usize, on: bool) -> f64 {
 
 fn observability() {
     println!(
-        "\necho throughput with SPEC §15 off vs on (same run, median of 3 alternating), tasks/s"
+        "\necho throughput with SPEC §15 off vs on (same run, median of 5 alternating), tasks/s"
     );
     println!(
         "  {:>7} {:>12} {:>12} {:>9}",
@@ -636,9 +636,16 @@ fn observability() {
     for threads in [4, 16] {
         let n = 12_000;
         let (mut off, mut on) = (Vec::new(), Vec::new());
-        for _ in 0..3 {
-            off.push(observed_rate(threads, n, false));
-            on.push(observed_rate(threads, n, true));
+        // Five rounds, the order flipping each round so that neither side always runs
+        // right after the other's teardown.
+        for round in 0..5 {
+            if round % 2 == 0 {
+                off.push(observed_rate(threads, n, false));
+                on.push(observed_rate(threads, n, true));
+            } else {
+                on.push(observed_rate(threads, n, true));
+                off.push(observed_rate(threads, n, false));
+            }
         }
         let (off, on) = (median(off), median(on));
         println!(

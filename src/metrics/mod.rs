@@ -19,13 +19,15 @@ pub mod recorder;
 pub mod series;
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use catalog::{Catalog, LabelSet};
@@ -112,6 +114,45 @@ pub(crate) struct TaskMetrics {
     metrics: Metrics,
     task_name: Arc<str>,
     spec: Option<MetricSpec>,
+    hot: Arc<Hot>,
+}
+
+/// The series every attempt of a task touches, looked up once and then kept: the hot path
+/// neither builds label sets nor hashes them. Each is created on first use, so `/metrics`
+/// shows exactly the series that were recorded.
+#[derive(Debug, Default)]
+struct Hot {
+    poll: OnceLock<Counter>,
+    poll_ok: OnceLock<Histogram>,
+    started: OnceLock<Counter>,
+    active: OnceLock<Gauge>,
+    execute_completed: OnceLock<Histogram>,
+    attempts_completed: OnceLock<Counter>,
+    result_size: OnceLock<Histogram>,
+    update_ok: OnceLock<Histogram>,
+    /// Per [`Phase`], in declaration order.
+    phases: [OnceLock<Histogram>; PHASES],
+    /// `task_name` (sorted, as the series store keys points).
+    runtime_labels: OnceLock<series::Labels>,
+    /// `perago_instance_id` and `task_name`.
+    capacity_labels: OnceLock<series::Labels>,
+}
+
+/// How many [`Phase`]s there are.
+const PHASES: usize = 9;
+
+fn phase_index(phase: Phase) -> usize {
+    match phase {
+        Phase::Input => 0,
+        Phase::Download => 1,
+        Phase::PreGuardrail => 2,
+        Phase::Body => 3,
+        Phase::PostGuardrail => 4,
+        Phase::AttemptFence => 5,
+        Phase::Stage => 6,
+        Phase::Publish => 7,
+        Phase::Cleanup => 8,
+    }
 }
 
 /// Renders the `runtime.*` / `app.*` series into the Prometheus registry on each scrape.
@@ -222,6 +263,7 @@ impl Metrics {
             metrics: self.clone(),
             task_name: Arc::from(task_name),
             spec,
+            hot: Arc::default(),
         }
     }
 
@@ -244,8 +286,9 @@ impl Metrics {
             .inc();
     }
 
-    /// One Conductor request: `method`, route template `uri`, `status` (HTTP code or error kind).
-    pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str, elapsed: Duration) {
+    /// The series of Conductor requests to `method` and route template `uri` that ended
+    /// with `status` (HTTP code or error kind); callers keep it for the common status.
+    pub(crate) fn http_request(&self, method: &str, uri: &str, status: &str) -> Histogram {
         self.inner
             .catalog
             .http_api_client_request
@@ -254,7 +297,7 @@ impl Metrics {
                 ("uri", uri.to_owned()),
                 ("status", status.to_owned()),
             ])
-            .observe(elapsed.as_secs_f64());
+            .clone()
     }
 }
 
@@ -267,40 +310,60 @@ impl TaskMetrics {
         }
     }
 
-    fn runtime_labels(&self, with_instance: bool) -> series::Labels {
-        let mut labels = vec![("task_name".to_owned(), self.task_name.to_string())];
-        if with_instance && let Some(instance) = &self.metrics.inner.instance_id {
-            labels.push(("perago_instance_id".to_owned(), instance.clone()));
-        }
-        labels
+    fn runtime_labels(&self, with_instance: bool) -> &series::Labels {
+        let cell = if with_instance {
+            &self.hot.capacity_labels
+        } else {
+            &self.hot.runtime_labels
+        };
+        cell.get_or_init(|| {
+            let mut labels = vec![("task_name".to_owned(), self.task_name.to_string())];
+            if with_instance && let Some(instance) = &self.metrics.inner.instance_id {
+                labels.push(("perago_instance_id".to_owned(), instance.clone()));
+            }
+            labels.sort();
+            labels
+        })
+    }
+
+    fn catalog(&self) -> &Catalog {
+        &self.metrics.inner.catalog
     }
 
     // --- Recording hooks used by the runtime threads. ---
 
     /// A poll returned (`Ok(n)` tasks) or failed with an error of `exception` kind.
     pub(crate) fn poll_done(&self, elapsed: Duration, result: Result<usize, &str>) {
-        let c = &self.metrics.inner.catalog;
+        let c = self.catalog();
         let task = &self.task_name;
-        c.task_poll.get_or_create(&labels1(task)).inc();
-        let status = match result {
-            Ok(_) => "SUCCESS",
+        self.hot
+            .poll
+            .get_or_init(|| c.task_poll.get_or_create(&labels1(task)).clone())
+            .inc();
+        match result {
+            Ok(_) => self
+                .hot
+                .poll_ok
+                .get_or_init(|| {
+                    c.task_poll_time
+                        .get_or_create(&labels2(task, "status", "SUCCESS"))
+                        .clone()
+                })
+                .observe(elapsed.as_secs_f64()),
             Err(exception) => {
                 c.task_poll_error
                     .get_or_create(&labels2(task, "exception", exception))
                     .inc();
-                "FAILURE"
+                c.task_poll_time
+                    .get_or_create(&labels2(task, "status", "FAILURE"))
+                    .observe(elapsed.as_secs_f64());
             }
-        };
-        c.task_poll_time
-            .get_or_create(&labels2(task, "status", status))
-            .observe(elapsed.as_secs_f64());
+        }
     }
 
     /// The poller skipped a poll because the worker is paused.
     pub(crate) fn poll_paused(&self) {
-        self.metrics
-            .inner
-            .catalog
+        self.catalog()
             .task_paused
             .get_or_create(&labels1(&self.task_name))
             .inc();
@@ -308,21 +371,31 @@ impl TaskMetrics {
 
     /// An attempt is starting on a worker slot; `busy` slots are now running.
     pub(crate) fn attempt_started(&self, busy: u64) {
-        let c = &self.metrics.inner.catalog;
-        c.task_execution_started
-            .get_or_create(&labels1(&self.task_name))
+        let c = self.catalog();
+        self.hot
+            .started
+            .get_or_init(|| {
+                c.task_execution_started
+                    .get_or_create(&labels1(&self.task_name))
+                    .clone()
+            })
             .inc();
         self.set_busy(busy);
     }
 
     /// Sets `active_workers` and (when declared) `runtime.busy_slots`.
     pub(crate) fn set_busy(&self, busy: u64) {
-        let c = &self.metrics.inner.catalog;
-        c.active_workers
-            .get_or_create(&labels1(&self.task_name))
+        let c = self.catalog();
+        self.hot
+            .active
+            .get_or_init(|| {
+                c.active_workers
+                    .get_or_create(&labels1(&self.task_name))
+                    .clone()
+            })
             .set(i64::try_from(busy).unwrap_or(i64::MAX));
         if self.spec.is_some_and(|s| s.worker_capacity) {
-            self.metrics.inner.series.set(
+            self.metrics.inner.series.set_sorted(
                 "runtime.busy_slots",
                 self.runtime_labels(true),
                 busy as f64,
@@ -339,14 +412,33 @@ impl TaskMetrics {
         elapsed: Duration,
         output_bytes: Option<usize>,
     ) {
-        let c = &self.metrics.inner.catalog;
+        let c = self.catalog();
         let task = &self.task_name;
-        c.task_execute_time
-            .get_or_create(&labels2(task, "status", status.as_str()))
-            .observe(elapsed.as_secs_f64());
-        c.perago_attempts
-            .get_or_create(&labels2(task, "status", status.as_str()))
-            .inc();
+        if status == TaskStatus::Completed {
+            self.hot
+                .execute_completed
+                .get_or_init(|| {
+                    c.task_execute_time
+                        .get_or_create(&labels2(task, "status", status.as_str()))
+                        .clone()
+                })
+                .observe(elapsed.as_secs_f64());
+            self.hot
+                .attempts_completed
+                .get_or_init(|| {
+                    c.perago_attempts
+                        .get_or_create(&labels2(task, "status", status.as_str()))
+                        .clone()
+                })
+                .inc();
+        } else {
+            c.task_execute_time
+                .get_or_create(&labels2(task, "status", status.as_str()))
+                .observe(elapsed.as_secs_f64());
+            c.perago_attempts
+                .get_or_create(&labels2(task, "status", status.as_str()))
+                .inc();
+        }
         if matches!(
             status,
             TaskStatus::Failed | TaskStatus::FailedWithTerminalError
@@ -362,17 +454,22 @@ impl TaskMetrics {
             }
         }
         if let Some(bytes) = output_bytes {
-            c.task_result_size
-                .get_or_create(&labels1(task))
+            self.hot
+                .result_size
+                .get_or_init(|| c.task_result_size.get_or_create(&labels1(task)).clone())
                 .observe(bytes as f64);
         }
         for (phase, duration) in timings {
-            c.perago_attempt_phase_duration
-                .get_or_create(&labels2(task, "phase", phase.as_str()))
+            self.hot.phases[phase_index(*phase)]
+                .get_or_init(|| {
+                    c.perago_attempt_phase_duration
+                        .get_or_create(&labels2(task, "phase", phase.as_str()))
+                        .clone()
+                })
                 .observe(duration.as_secs_f64());
         }
         if self.spec.is_some_and(|s| s.attempts) {
-            self.metrics.inner.series.record(
+            self.metrics.inner.series.record_sorted(
                 "runtime.task_attempt_duration_seconds",
                 self.runtime_labels(false),
                 elapsed.as_secs_f64(),
@@ -382,10 +479,9 @@ impl TaskMetrics {
 
     /// A publication ended: `outcome` is `published`, `noop`, `failed` or `fenced`.
     pub(crate) fn publication(&self, outcome: &str) {
-        let c = &self.metrics.inner.catalog;
-        let task = &self.task_name;
-        c.perago_publications
-            .get_or_create(&labels2(task, "outcome", outcome))
+        self.catalog()
+            .perago_publications
+            .get_or_create(&labels2(&self.task_name, "outcome", outcome))
             .inc();
     }
 
@@ -394,44 +490,48 @@ impl TaskMetrics {
         if !self.spec.is_some_and(|s| s.workspace_io) {
             return;
         }
-        let mut labels = self.runtime_labels(false);
+        let mut labels = self.runtime_labels(false).clone();
         labels.push(("operation".to_owned(), op.as_str().to_owned()));
-        self.metrics.inner.series.record(
+        labels.sort();
+        let series = &self.metrics.inner.series;
+        series.record_sorted(
             "runtime.workspace_io_duration_seconds",
-            labels.clone(),
+            &labels,
             elapsed.as_secs_f64(),
         );
         if let Some(bytes) = bytes {
-            self.metrics
-                .inner
-                .series
-                .record("runtime.workspace_io_bytes", labels, bytes as f64);
+            series.record_sorted("runtime.workspace_io_bytes", &labels, bytes as f64);
         }
     }
 
     /// A result update ended after `elapsed`: `Ok` or an error of `exception` kind.
     pub(crate) fn update_done(&self, elapsed: Duration, result: Result<(), &str>) {
-        let c = &self.metrics.inner.catalog;
+        let c = self.catalog();
         let task = &self.task_name;
-        let status = match result {
-            Ok(()) => "SUCCESS",
+        match result {
+            Ok(()) => self
+                .hot
+                .update_ok
+                .get_or_init(|| {
+                    c.task_update_time
+                        .get_or_create(&labels2(task, "status", "SUCCESS"))
+                        .clone()
+                })
+                .observe(elapsed.as_secs_f64()),
             Err(exception) => {
                 c.task_update_error
                     .get_or_create(&labels2(task, "exception", exception))
                     .inc();
-                "FAILURE"
+                c.task_update_time
+                    .get_or_create(&labels2(task, "status", "FAILURE"))
+                    .observe(elapsed.as_secs_f64());
             }
-        };
-        c.task_update_time
-            .get_or_create(&labels2(task, "status", status))
-            .observe(elapsed.as_secs_f64());
+        }
     }
 
     /// A result was lost after every retry.
     pub(crate) fn update_lost(&self) {
-        self.metrics
-            .inner
-            .catalog
+        self.catalog()
             .perago_updates_lost
             .get_or_create(&labels1(&self.task_name))
             .inc();

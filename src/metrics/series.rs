@@ -88,25 +88,7 @@ pub struct SeriesStore {
 impl SeriesStore {
     /// Records one histogram sample.
     pub fn record(&self, name: &str, labels: Labels, value: f64) {
-        self.update(name, Kind::Histogram, labels, |point| {
-            let index = DEFAULT_BOUNDS
-                .iter()
-                .position(|bound| value <= *bound)
-                .unwrap_or(DEFAULT_BOUNDS.len());
-            point.bucket_counts[index] += 1;
-            point.min = if point.count == 0 {
-                value
-            } else {
-                point.min.min(value)
-            };
-            point.max = if point.count == 0 {
-                value
-            } else {
-                point.max.max(value)
-            };
-            point.count += 1;
-            point.sum += value;
-        });
+        self.update(name, Kind::Histogram, labels, |point| observe(point, value));
     }
 
     /// Sets a gauge.
@@ -116,13 +98,45 @@ impl SeriesStore {
 
     fn update(&self, name: &str, kind: Kind, mut labels: Labels, apply: impl FnOnce(&mut Point)) {
         labels.sort();
+        self.update_sorted(name, kind, &labels, apply);
+    }
+
+    /// [`record`](Self::record) with labels already sorted by name (the runtime's own,
+    /// built once per task): nothing is allocated once the series exists.
+    pub(crate) fn record_sorted(&self, name: &str, labels: &Labels, value: f64) {
+        self.update_sorted(name, Kind::Histogram, labels, |point| {
+            observe(point, value);
+        });
+    }
+
+    /// [`set`](Self::set) with labels already sorted by name.
+    pub(crate) fn set_sorted(&self, name: &str, labels: &Labels, value: f64) {
+        self.update_sorted(name, Kind::Gauge, labels, |point| point.value = value);
+    }
+
+    fn update_sorted(
+        &self,
+        name: &str,
+        kind: Kind,
+        labels: &Labels,
+        apply: impl FnOnce(&mut Point),
+    ) {
         let now = SystemTime::now();
         let mut instruments = self.instruments.lock();
-        let entry = instruments.entry(name.to_owned()).or_insert_with(|| Entry {
-            kind,
-            points: BTreeMap::new(),
-            warned_full: false,
-        });
+        // Look up before inserting: the hot path must not allocate the key.
+        if !instruments.contains_key(name) {
+            instruments.insert(
+                name.to_owned(),
+                Entry {
+                    kind,
+                    points: BTreeMap::new(),
+                    warned_full: false,
+                },
+            );
+        }
+        let Some(entry) = instruments.get_mut(name) else {
+            return;
+        };
         if entry.kind != kind {
             drop(instruments);
             log::warn!(
@@ -131,8 +145,12 @@ impl SeriesStore {
             );
             return;
         }
-        let full = entry.points.len() >= MAX_SERIES_PER_METRIC;
-        if full && !entry.points.contains_key(&labels) {
+        if let Some(point) = entry.points.get_mut(labels) {
+            point.updated = now;
+            apply(point);
+            return;
+        }
+        if entry.points.len() >= MAX_SERIES_PER_METRIC {
             let first = !entry.warned_full;
             entry.warned_full = true;
             drop(instruments);
@@ -145,7 +163,7 @@ impl SeriesStore {
             return;
         }
         let point = entry.points.entry(labels.clone()).or_insert_with(|| Point {
-            labels,
+            labels: labels.clone(),
             bucket_counts: vec![0; DEFAULT_BOUNDS.len() + 1],
             count: 0,
             sum: 0.0,
@@ -171,6 +189,27 @@ impl SeriesStore {
             })
             .collect()
     }
+}
+
+/// Adds one histogram sample to `point`.
+fn observe(point: &mut Point, value: f64) {
+    let index = DEFAULT_BOUNDS
+        .iter()
+        .position(|bound| value <= *bound)
+        .unwrap_or(DEFAULT_BOUNDS.len());
+    point.bucket_counts[index] += 1;
+    point.min = if point.count == 0 {
+        value
+    } else {
+        point.min.min(value)
+    };
+    point.max = if point.count == 0 {
+        value
+    } else {
+        point.max.max(value)
+    };
+    point.count += 1;
+    point.sum += value;
 }
 
 #[cfg(test)]

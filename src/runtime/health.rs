@@ -86,25 +86,36 @@ pub enum Dependency {
     Lakefs,
 }
 
+/// Since when calls to one dependency have failed without a success: a stamp as in
+/// [`Health::stamp`], 0 while it is fine. Every request records here, so the success path
+/// is one atomic load.
 #[derive(Debug, Default)]
 struct Reach {
-    failing_since: Mutex<Option<Instant>>,
+    failing_since: AtomicU64,
 }
 
 impl Reach {
-    fn record(&self, ok: bool, now: Instant) {
-        let mut since = self.failing_since.lock();
+    fn record(&self, ok: bool, stamp: impl FnOnce() -> u64) {
         if ok {
-            *since = None;
-        } else if since.is_none() {
-            *since = Some(now);
+            if self.failing_since.load(Ordering::Relaxed) != 0 {
+                self.failing_since.store(0, Ordering::Relaxed);
+            }
+        } else if self.failing_since.load(Ordering::Relaxed) == 0 {
+            // Only the first failure of a run sets it; a racing success may clear it again.
+            let _ = self.failing_since.compare_exchange(
+                0,
+                stamp(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
-    fn unreachable_for(&self, now: Instant) -> Option<Duration> {
-        self.failing_since
-            .lock()
-            .map(|since| now.saturating_duration_since(since))
+    fn unreachable_for(&self, now_stamp: u64) -> Option<Duration> {
+        match self.failing_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_nanos(now_stamp.saturating_sub(since))),
+        }
     }
 }
 
@@ -268,15 +279,16 @@ impl Health {
 
     /// Records whether a call to `dependency` reached it.
     pub fn record(&self, dependency: Dependency, reached: bool) {
-        let now = Instant::now();
+        let stamp = || self.stamp(Instant::now());
         match dependency {
-            Dependency::Conductor => self.conductor.record(reached, now),
-            Dependency::Lakefs => self.lakefs.record(reached, now),
+            Dependency::Conductor => self.conductor.record(reached, stamp),
+            Dependency::Lakefs => self.lakefs.record(reached, stamp),
         }
     }
 
     /// How long `dependency` has been failing without a success (`None`: it is fine).
     pub fn unreachable_for(&self, dependency: Dependency, now: Instant) -> Option<Duration> {
+        let now = self.stamp(now);
         match dependency {
             Dependency::Conductor => self.conductor.unreachable_for(now),
             Dependency::Lakefs => self.lakefs.unreachable_for(now),

@@ -3,8 +3,10 @@
 //! URL) and tells [`Health`] whether Conductor was reached; and [`exception_kind`], the
 //! bounded `exception` label of a Conductor error.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use super::health::{Activity, Dependency, Health};
 use crate::conductor::{ConductorApi, ConductorError, PolledTask, TaskUpdate};
@@ -37,7 +39,26 @@ pub struct ObservedConductor {
     inner: Arc<dyn ConductorApi>,
     metrics: Metrics,
     health: Arc<Health>,
+    /// Per [`Route`]: the series of its `200` answers, kept after first use.
+    ok: [OnceLock<Histogram>; ROUTES.len()],
 }
+
+/// The routes timed, by index into [`ROUTES`].
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Poll = 0,
+    Log = 1,
+    Update = 2,
+    GetTask = 3,
+}
+
+/// `(method, route template)` of each [`Route`].
+const ROUTES: [(&str, &str); 4] = [
+    ("GET", "/tasks/poll/batch/{taskType}"),
+    ("POST", "/tasks/{taskId}/log"),
+    ("POST", "/tasks/update-v2"),
+    ("GET", "/tasks/{taskId}"),
+];
 
 impl ObservedConductor {
     /// Wraps `inner`.
@@ -46,26 +67,33 @@ impl ObservedConductor {
             inner,
             metrics,
             health,
+            ok: Default::default(),
         }
     }
 
     fn observe<T>(
         &self,
-        method: &str,
-        uri: &str,
+        route: Route,
         call: impl FnOnce() -> Result<T, ConductorError>,
     ) -> Result<T, ConductorError> {
         let started = Instant::now();
         let result = call();
         let elapsed: Duration = started.elapsed();
-        let status = match &result {
-            Ok(_) => "200".to_owned(),
-            Err(error) => match error.status() {
-                Some(code) => code.to_string(),
-                None => exception_kind(error).to_owned(),
-            },
-        };
-        self.metrics.http_request(method, uri, &status, elapsed);
+        let (method, uri) = ROUTES[route as usize];
+        match &result {
+            Ok(_) => self.ok[route as usize]
+                .get_or_init(|| self.metrics.http_request(method, uri, "200"))
+                .observe(elapsed.as_secs_f64()),
+            Err(error) => {
+                let status = match error.status() {
+                    Some(code) => code.to_string(),
+                    None => exception_kind(error).to_owned(),
+                };
+                self.metrics
+                    .http_request(method, uri, &status)
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         let reached = result.as_ref().err().is_none_or(|e| !unreachable(e));
         self.health.record(Dependency::Conductor, reached);
         result
@@ -81,16 +109,14 @@ impl ConductorApi for ObservedConductor {
         count: usize,
         wait: Duration,
     ) -> Result<Vec<PolledTask>, ConductorError> {
-        self.observe("GET", "/tasks/poll/batch/{taskType}", || {
+        self.observe(Route::Poll, || {
             self.inner
                 .poll_batch(task_type, domain, worker_id, count, wait)
         })
     }
 
     fn add_task_log(&self, task_id: &str, line: &str) -> Result<(), ConductorError> {
-        self.observe("POST", "/tasks/{taskId}/log", || {
-            self.inner.add_task_log(task_id, line)
-        })
+        self.observe(Route::Log, || self.inner.add_task_log(task_id, line))
     }
 
     fn update(
@@ -98,9 +124,7 @@ impl ConductorApi for ObservedConductor {
         update: &TaskUpdate,
         fetch_next: bool,
     ) -> Result<Option<PolledTask>, ConductorError> {
-        self.observe("POST", "/tasks/update-v2", || {
-            self.inner.update(update, fetch_next)
-        })
+        self.observe(Route::Update, || self.inner.update(update, fetch_next))
     }
 
     fn extend_lease(
@@ -111,7 +135,7 @@ impl ConductorApi for ObservedConductor {
     ) -> Result<(), ConductorError> {
         // Only the lease thread extends leases: this is its liveness stamp.
         self.health.begin(Activity::Lease);
-        let result = self.observe("POST", "/tasks/update-v2", || {
+        let result = self.observe(Route::Update, || {
             self.inner
                 .extend_lease(task_id, workflow_instance_id, worker_id)
         });
@@ -123,6 +147,6 @@ impl ConductorApi for ObservedConductor {
     }
 
     fn get_task(&self, task_id: &str) -> Result<Option<PolledTask>, ConductorError> {
-        self.observe("GET", "/tasks/{taskId}", || self.inner.get_task(task_id))
+        self.observe(Route::GetTask, || self.inner.get_task(task_id))
     }
 }
