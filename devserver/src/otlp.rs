@@ -10,7 +10,7 @@ use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, metric, number_data_point};
 use parking_lot::Mutex;
 use prost::Message;
 use serde_json::{Map, Value, json};
@@ -41,6 +41,24 @@ fn any_value_json(value: Option<&AnyValue>) -> Value {
         Some(other) => json!(format!("{other:?}")),
         None => Value::Null,
     }
+}
+
+/// Gauge or sum points as `(attributes, kind, {"value": …})`.
+fn number_points(
+    points: &[NumberDataPoint],
+    kind: &'static str,
+) -> Vec<(Map<String, Value>, &'static str, Value)> {
+    points
+        .iter()
+        .map(|p| {
+            let value = match p.value {
+                Some(number_data_point::Value::AsDouble(d)) => json!(d),
+                Some(number_data_point::Value::AsInt(i)) => json!(i),
+                None => Value::Null,
+            };
+            (attributes(&p.attributes), kind, json!({"value": value}))
+        })
+        .collect()
 }
 
 fn attributes(attrs: &[KeyValue]) -> Map<String, Value> {
@@ -109,30 +127,8 @@ impl OtlpSink {
                                 )
                             })
                             .collect(),
-                        Some(metric::Data::Gauge(g)) => g
-                            .data_points
-                            .iter()
-                            .map(|p| {
-                                let value = match p.value {
-                                    Some(number_data_point::Value::AsDouble(d)) => json!(d),
-                                    Some(number_data_point::Value::AsInt(i)) => json!(i),
-                                    None => Value::Null,
-                                };
-                                (attributes(&p.attributes), "gauge", json!({"value": value}))
-                            })
-                            .collect(),
-                        Some(metric::Data::Sum(s)) => s
-                            .data_points
-                            .iter()
-                            .map(|p| {
-                                let value = match p.value {
-                                    Some(number_data_point::Value::AsDouble(d)) => json!(d),
-                                    Some(number_data_point::Value::AsInt(i)) => json!(i),
-                                    None => Value::Null,
-                                };
-                                (attributes(&p.attributes), "sum", json!({"value": value}))
-                            })
-                            .collect(),
+                        Some(metric::Data::Gauge(g)) => number_points(&g.data_points, "gauge"),
+                        Some(metric::Data::Sum(s)) => number_points(&s.data_points, "sum"),
                         _ => Vec::new(),
                     };
                     for (attrs, kind, point) in points {
