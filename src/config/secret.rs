@@ -13,7 +13,7 @@ pub const REDACTED: &str = "**********";
 
 /// A credential (lakeFS secret access key, Conductor auth secret).
 ///
-/// `Debug`, `Display` and `Serialize` all write [`REDACTED`]; the value is reachable only
+/// `Debug`, `Display` and `Serialize` all write `REDACTED` (`**********`); the value is reachable only
 /// through [`Secret::expose`]. Deserialising reads a plain string, so a value that went through
 /// [`Serialize`] comes back as the redaction text, not as the original secret.
 #[derive(Clone, PartialEq, Eq)]

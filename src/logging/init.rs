@@ -118,7 +118,7 @@ impl std::fmt::Debug for LoggingGuard {
 /// deletes expired rotated files of the same worker directory.
 ///
 /// The file is `log_file_path(log_root, target, worker_id, <this pid>, <now in UTC+08:00>)`.
-/// Each record becomes one line (see [`record_to_json`](super::record_to_json)). Before a
+/// Each record becomes one line (see `record_to_json` in the `format` module). Before a
 /// record would take the live file past `max_size` bytes, the live file is renamed to
 /// `<name>_r<NNNNN>.jsonl` and a fresh live file is started under the same name, so no file
 /// exceeds `max_size` unless a single record does.
@@ -127,7 +127,7 @@ impl std::fmt::Debug for LoggingGuard {
 /// the logger itself fails (for example the disk is full) does flexi_logger report that on
 /// stderr, since there is nowhere else to say it.
 ///
-/// Secrets: the logger formats only what callers pass; see the [module docs](mod@super::format).
+/// Secrets: the logger formats only what callers pass; see the `format` module.
 ///
 /// Can succeed once per process: a second call fails with [`LoggingError::Install`].
 pub fn init_logging(settings: &LogSettings) -> Result<LoggingGuard, LoggingError> {

@@ -85,7 +85,7 @@ impl AttemptDir {
 /// Creates the attempt workspace for `marker` under `root` and writes the marker into it.
 ///
 /// `root` is created if missing. The directory itself must not exist
-/// ([`WorkspaceError::AttemptDirExists`] otherwise). The marker is written to a temporary
+/// (`WorkspaceError::AttemptDirExists` otherwise). The marker is written to a temporary
 /// name and renamed into place, so a reader (GC) sees either no marker (and keeps the
 /// directory) or a complete one. If the marker cannot be written the directory is removed
 /// again.

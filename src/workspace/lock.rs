@@ -106,7 +106,7 @@ fn lock_holder(bytes: &[u8]) -> Option<(u32, LockOwner)> {
 
 /// Takes the supervisor lock of `root` for this process (creating `root` if missing).
 ///
-/// Fails with [`WorkspaceError::Locked`] if the lock names a live process (this one
+/// Fails with `WorkspaceError::Locked` if the lock names a live process (this one
 /// included: taking it twice is a bug), whose message is
 /// `workspace root <root> is already locked by supervisor pid <pid>; use a different PERAGO_WORKSPACE_ROOT for each supervisor`.
 ///
