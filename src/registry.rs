@@ -59,9 +59,11 @@ impl Targets {
         self
     }
 
-    /// Registered target names, in registration order.
+    /// Registered target names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.entries.iter().map(|(name, _)| name.as_str()).collect()
+        let mut names: Vec<&str> = self.entries.iter().map(|(name, _)| name.as_str()).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Builds the task registered under `target`.

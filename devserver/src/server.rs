@@ -260,14 +260,21 @@ impl DevServer {
         &self.secret_access_key
     }
 
-    /// The environment a worker needs to talk to this server.
+    /// The environment a worker needs to talk to this server, as `export KEY=value` lines a
+    /// shell can `eval` and a `.env` file can hold.
     pub fn env_lines(&self) -> Vec<String> {
         vec![
-            format!("CONDUCTOR_SERVER_URL={}", self.conductor_url()),
-            format!("LAKECTL_SERVER_ENDPOINT_URL={}", self.lakefs_endpoint()),
-            format!("LAKECTL_CREDENTIALS_ACCESS_KEY_ID={}", self.access_key_id),
+            format!("export CONDUCTOR_SERVER_URL={}", self.conductor_url()),
             format!(
-                "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY={}",
+                "export LAKECTL_SERVER_ENDPOINT_URL={}",
+                self.lakefs_endpoint()
+            ),
+            format!(
+                "export LAKECTL_CREDENTIALS_ACCESS_KEY_ID={}",
+                self.access_key_id
+            ),
+            format!(
+                "export LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY={}",
                 self.secret_access_key
             ),
         ]

@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 
 use super::serve::run_worker_process;
 use super::supervise::{SupervisorOptions, run_supervisor};
-use super::{CliError, CommandResult, Outcome, load_config};
+use super::{CliError, CommandResult, Globals, Outcome, load_config};
 use crate::config::{ConfigOverrides, RuntimeConfig};
 use crate::registry::Targets;
 use crate::supervisor::die_with_parent;
@@ -19,6 +19,7 @@ use crate::supervisor::die_with_parent;
 /// `perago start` in process mode, after its checks: supervises each target's count of
 /// children (`set` is the target set's name).
 pub(crate) fn run_supervisor_cli(
+    globals: &Globals,
     set: &str,
     counts: &[(String, usize)],
     task_types: Vec<String>,
@@ -37,19 +38,21 @@ pub(crate) fn run_supervisor_cli(
         children,
         task_types,
         config,
+        env_file: globals.env_file.clone(),
     };
     Ok(Outcome::Supervisor(run_supervisor(options)?))
 }
 
 /// The hidden child entry: `<exe> __perago-child --supervisor-pid <pid> <target>`.
 pub(crate) fn run_child(
+    globals: &Globals,
     targets: &Targets,
     target: &str,
     supervisor_pid: u32,
     admin_file: Option<std::path::PathBuf>,
 ) -> CommandResult {
     die_with_parent(supervisor_pid)?;
-    let config = load_config(target, &ConfigOverrides::default())?;
+    let config = load_config(globals, target, &ConfigOverrides::default())?;
     if config.worker_id().is_none() {
         return Err(CliError::ChildWorkerIdMissing);
     }
@@ -71,6 +74,7 @@ mod tests {
         let args = std::iter::once("worker".to_owned()).chain(launcher.args());
         match Cli::try_parse_from(args) {
             Ok(Cli {
+                env_file: None,
                 command:
                     Command::Child {
                         target,

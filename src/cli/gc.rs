@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{CliError, CommandResult, Outcome, load_config};
+use super::{CliError, CommandResult, Globals, Outcome, load_config};
 use crate::config::ConfigOverrides;
 use crate::lakefs::LakefsClient;
 use crate::lakefs::client::LakefsError;
@@ -55,11 +55,11 @@ pub(crate) enum GcError {
 }
 
 /// Runs `perago gc`.
-pub(crate) fn run(options: GcOptions) -> CommandResult {
+pub(crate) fn run(globals: &Globals, options: GcOptions) -> CommandResult {
     if !options.lakefs {
         return Err(CliError::Gc(GcError::NothingToCollect));
     }
-    let config = load_config(GC_TARGET, &ConfigOverrides::default())?;
+    let config = load_config(globals, GC_TARGET, &ConfigOverrides::default())?;
     let lakefs = config.require_lakefs()?;
     let client = LakefsClient::from_config(lakefs).map_err(GcError::Endpoint)?;
     let now = SystemTime::now()

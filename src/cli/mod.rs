@@ -15,22 +15,28 @@ mod config_cmd;
 pub(crate) mod demo;
 #[cfg(feature = "dev-server")]
 mod dev_server;
+mod drift;
 mod extract;
 mod gc;
 mod outcome;
+mod preflight;
+mod register;
 mod run;
 mod serve;
 mod start;
 mod supervise;
 mod target_set;
+mod workflow;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{ConfigOverrides, ExecutionMode, RuntimeConfig};
+use crate::config::{
+    ConfigError, ConfigOverrides, ConfigSources, ExecutionMode, RuntimeConfig, ValueSource,
+};
 use crate::registry::Targets;
 use crate::task::Task;
 
@@ -56,14 +62,30 @@ pub mod exit_code {
     /// `perago start` in process mode: the current executable could not be resolved or the
     /// child processes could not be started.
     pub const CHILD_START_FAILED: u8 = 6;
+    /// `perago start` in thread mode: the drain deadline (`PERAGO_SHUTDOWN_FORCE_KILL_AFTER`)
+    /// or a second signal cancelled in-flight attempts, which were reported `FAILED`.
+    pub const FORCED_DRAIN: u8 = 7;
+    /// `perago workflow`: the workflow ended other than `COMPLETED`, or was still running
+    /// at the timeout.
+    pub const WORKFLOW_NOT_COMPLETED: u8 = 8;
 }
 
 /// perago's commands; [`App::command`] puts them under a binary's own name.
 #[derive(Debug, Parser)]
 #[command(name = "perago", version, about = PERAGO_ABOUT)]
 struct Cli {
+    /// Read this file instead of `./.env` (relative to the working directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every command sees (global flags).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Globals {
+    /// `--env-file PATH`.
+    pub env_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,14 +95,39 @@ enum Command {
         /// The targets to check (several: checked as the set `start` would serve).
         #[arg(required = true, num_args = 1..)]
         targets: Vec<String>,
+        /// Also check the servers: Conductor reachable, auth accepted, each TaskDef
+        /// registered and in sync; lakeFS reachable and credentials accepted (workspace
+        /// tasks).
+        #[arg(long)]
+        online: bool,
     },
     /// Write a target's Conductor TaskDef as JSON.
     Extract {
         /// The target to extract.
         target: String,
-        /// Output path, ending in `.json`.
+        /// Output path, ending in `.json`, or `-` for stdout.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Create or update targets' TaskDefs in Conductor, printing what changed.
+    Register {
+        /// The targets to register.
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Change nothing; exit 1 when a registered TaskDef differs from the code.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Start one workflow running a workspace-free target's task once and wait for it.
+    Workflow {
+        /// The target whose task the workflow runs.
+        target: String,
+        /// A params field, `KEY=VALUE` (VALUE is JSON when it parses, else a string).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Seconds to wait for the workflow to end.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// Print the resolved runtime configuration (secrets redacted).
     Config {
@@ -100,10 +147,14 @@ enum Command {
         /// The task `inputData` as JSON: a file path, or `-` for stdin.
         #[arg(long)]
         input: String,
-        /// Local directory used as the workspace source (workspace tasks).
-        #[arg(long)]
+        /// Local repository root used as the workspace source (workspace tasks): the task's
+        /// object prefix is looked up under it.
+        #[arg(long, conflicts_with = "prefix_dir")]
         workspace_dir: Option<PathBuf>,
-        /// Write the attempt's changes back to the workspace directory.
+        /// Local directory that is the task's prefix directory itself (workspace tasks).
+        #[arg(long)]
+        prefix_dir: Option<PathBuf>,
+        /// Write the attempt's changes back to the workspace or prefix directory.
         #[arg(long)]
         apply: bool,
     },
@@ -126,9 +177,10 @@ enum Command {
     #[cfg(feature = "dev-server")]
     /// Serve the local Conductor + lakeFS compatible dev server until SIGINT/SIGTERM.
     DevServer {
-        /// Listen address (default 127.0.0.1:0, a free port).
+        /// Listen address, `HOST:PORT` (default 127.0.0.1:0, a free port); a host name
+        /// such as `localhost` is resolved.
         #[arg(long)]
-        addr: Option<std::net::SocketAddr>,
+        addr: Option<String>,
         /// Directory where state persists across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -139,8 +191,8 @@ enum Command {
         #[arg(required = true, num_args = 1.., value_name = "TARGET[=N]")]
         targets: Vec<target_set::TargetSpec>,
         /// Number of workers of every target without its own `=N` (threads in thread mode,
-        /// child processes in process mode). Default: each task's `thread_count` worker
-        /// setting, else 1.
+        /// child processes in process mode), at most 4096. Default: each task's
+        /// `thread_count` worker setting, else 1.
         #[arg(short = 'j', long = "jobs")]
         jobs: Option<usize>,
         /// Execution mode; overrides PERAGO_EXECUTION_MODE.
@@ -173,8 +225,10 @@ enum Command {
     },
 }
 
+/// `--execution-mode`: the error names the flag, not the variable.
 fn parse_mode(text: &str) -> Result<ExecutionMode, String> {
-    text.parse::<ExecutionMode>().map_err(|err| err.to_string())
+    text.parse::<ExecutionMode>()
+        .map_err(|_| "--execution-mode must be either 'process' or 'thread'".to_owned())
 }
 
 /// perago's own about text (what `perago --help` says).
@@ -263,6 +317,9 @@ impl App {
         if let Some(about) = self.about {
             command = command.about(about);
         }
+        for arg in full.get_arguments() {
+            command = command.arg(arg.clone());
+        }
         for sub in full.get_subcommands() {
             if self.exposes(sub.get_name()) {
                 command = command.subcommand(sub.clone());
@@ -295,21 +352,43 @@ pub fn run_with_args(app: App, args: impl IntoIterator<Item = OsString>) -> Exit
             return ExitCode::from(code);
         }
     };
-    outcome::finish(dispatch(&app.targets, cli.command))
+    let globals = Globals {
+        env_file: cli.env_file,
+    };
+    outcome::finish(dispatch(&globals, &app.targets, cli.command))
 }
 
 /// Runs one parsed command.
-fn dispatch(targets: &Targets, command: Command) -> CommandResult {
+fn dispatch(globals: &Globals, targets: &Targets, command: Command) -> CommandResult {
     match command {
-        Command::Check { targets: names } => check::run(targets, &names),
-        Command::Extract { target, output } => extract::run(targets, &target, &output),
+        Command::Check {
+            targets: names,
+            online,
+        } => check::run(globals, targets, &names, online),
+        Command::Extract { target, output } => extract::run(globals, targets, &target, &output),
+        Command::Register {
+            targets: names,
+            dry_run,
+        } => register::run(globals, targets, &names, dry_run),
+        Command::Workflow {
+            target,
+            params,
+            timeout,
+        } => workflow::run(
+            globals,
+            targets,
+            &target,
+            &params,
+            std::time::Duration::from_secs(timeout),
+        ),
         Command::Config {
             targets: names,
             json,
-        } => config_cmd::run(targets, &names, json),
+        } => config_cmd::run(globals, targets, &names, json),
         Command::Targets => {
+            let mut out = std::io::stdout().lock();
             for name in targets.names() {
-                println!("{name}");
+                outcome::write_line(&mut out, name)?;
             }
             Ok(Outcome::Success)
         }
@@ -317,8 +396,16 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
             target,
             input,
             workspace_dir,
+            prefix_dir,
             apply,
-        } => run::run(targets, &target, &input, workspace_dir.as_deref(), apply),
+        } => {
+            let source = match (&workspace_dir, &prefix_dir) {
+                (Some(dir), _) => Some(run::LocalSource::RepositoryRoot(dir)),
+                (None, Some(dir)) => Some(run::LocalSource::PrefixDir(dir)),
+                (None, None) => None,
+            };
+            run::run(globals, targets, &target, &input, source, apply)
+        }
         #[cfg(feature = "dev-server")]
         Command::Demo {
             workflows,
@@ -332,26 +419,32 @@ fn dispatch(targets: &Targets, command: Command) -> CommandResult {
             targets: specs,
             jobs,
             execution_mode,
-        } => start::run(targets, &specs, jobs, execution_mode),
+        } => start::run(globals, targets, &specs, jobs, execution_mode),
         Command::Gc {
             lakefs,
             older_than,
             dry_run,
-        } => gc::run(gc::GcOptions {
-            lakefs,
-            older_than,
-            dry_run,
-        }),
+        } => gc::run(
+            globals,
+            gc::GcOptions {
+                lakefs,
+                older_than,
+                dry_run,
+            },
+        ),
         Command::Child {
             target,
             supervisor_pid,
             admin_file,
-        } => child::run_child(targets, &target, supervisor_pid, admin_file),
+        } => child::run_child(globals, targets, &target, supervisor_pid, admin_file),
     }
 }
 
 #[cfg(feature = "dev-server")]
 fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -> CommandResult {
+    if threads == 0 {
+        return Err(CliError::DemoNoThreads);
+    }
     let options = demo::DemoOptions {
         workflows,
         threads,
@@ -366,13 +459,46 @@ fn demo(workflows: usize, threads: usize, publications: usize, progress: bool) -
     })
 }
 
-/// Loads the configuration for `target` from `.env` and the process environment.
+/// Loads the configuration for `target` from `.env` (or `--env-file`) and the process
+/// environment. An error about a value says where the value came from when its message
+/// does not already: a `.env` line, or the root variable (or its default) that is not
+/// writable.
 pub(crate) fn load_config(
+    globals: &Globals,
     target: &str,
     overrides: &ConfigOverrides,
 ) -> Result<RuntimeConfig, CliError> {
     let cwd = std::env::current_dir().map_err(|source| CliError::CurrentDir { source })?;
-    Ok(RuntimeConfig::load(target, &cwd, overrides)?)
+    RuntimeConfig::load_with_env_file(target, &cwd, globals.env_file.as_deref(), overrides)
+        .map_err(|error| with_origin(error, &config_sources(globals, &cwd, overrides)))
+}
+
+/// Where each configuration value of this invocation came from.
+pub(crate) fn config_sources(
+    globals: &Globals,
+    cwd: &Path,
+    overrides: &ConfigOverrides,
+) -> ConfigSources {
+    ConfigSources::gather(
+        cwd,
+        globals.env_file.as_deref(),
+        std::env::vars_os(),
+        overrides,
+    )
+}
+
+/// Adds the value's origin to a configuration error when the SPEC text does not name it.
+fn with_origin(error: ConfigError, sources: &ConfigSources) -> CliError {
+    let Some(var) = error.var() else {
+        return error.into();
+    };
+    let origin = match (sources.of(var), &error) {
+        (source @ ValueSource::Dotenv { .. }, _) => format!("{var} from {source}"),
+        (ValueSource::Default, ConfigError::NotWritable { .. }) => format!("the default {var}"),
+        (_, ConfigError::NotWritable { .. }) => var.to_owned(),
+        _ => return error.into(),
+    };
+    CliError::ConfigFrom { error, origin }
 }
 
 /// Resolves `target` and prints its declaration warnings once.

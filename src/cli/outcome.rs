@@ -37,6 +37,12 @@ pub(crate) enum Outcome {
     /// `perago demo` ran, but some workflows failed (its report is on stdout).
     #[cfg(feature = "dev-server")]
     DemoFailures,
+    /// `perago register --dry-run`: some TaskDef differs from the server's (listed on
+    /// stdout).
+    Differs,
+    /// `perago workflow`: the workflow ended other than `COMPLETED` or did not end in time
+    /// (said on stdout).
+    WorkflowNotCompleted,
 }
 
 /// What a command hands back to [`finish`].
@@ -48,6 +54,22 @@ pub(crate) enum CliError {
     /// The configuration is invalid (its text is fixed by SPEC §2).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A configuration value is invalid; `origin` says where it came from (the SPEC text
+    /// first, byte for byte, then the origin in parentheses).
+    #[error("{error} ({origin})")]
+    ConfigFrom {
+        /// The error, whose text SPEC §2 fixes.
+        error: ConfigError,
+        /// `PERAGO_LOG_RETENTION from .env line 3`, `the default PERAGO_LOG_ROOT`.
+        origin: String,
+    },
+    /// Writing to stdout failed (other than a closed pipe, which ends the command quietly).
+    #[error("failed to write to stdout")]
+    Stdout {
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The target is unknown or its declaration is invalid.
     #[error(transparent)]
     Target(#[from] TargetError),
@@ -142,6 +164,62 @@ pub(crate) enum CliError {
     /// `perago gc` could not list or delete staging branches.
     #[error(transparent)]
     Gc(#[from] super::gc::GcError),
+    /// An online check (`check --online`, `start`) failed.
+    #[error(transparent)]
+    Preflight(#[from] super::preflight::PreflightError),
+    /// `register`: Conductor refused the TaskDef.
+    #[error("failed to register Conductor TaskDef '{task}'")]
+    Register {
+        /// The task name.
+        task: String,
+        /// The cause (boxed: it is large and rare).
+        #[source]
+        source: Box<ConductorError>,
+    },
+    /// `workflow --param` without `=`.
+    #[error("--param {pair} must be KEY=VALUE")]
+    ParamInvalid {
+        /// The argument as given.
+        pair: String,
+    },
+    /// `workflow` of a workspace task.
+    #[error(
+        "perago workflow runs workspace-free tasks only; {task} needs a lakeFS commit in its input: start it from your own workflow definition"
+    )]
+    WorkflowWorkspaceTask {
+        /// The task name.
+        task: String,
+    },
+    /// `workflow`: a Conductor call failed.
+    #[error("failed to {what}")]
+    Workflow {
+        /// What was attempted.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<ConductorError>,
+    },
+    /// `run --apply` / `--workspace-dir` for a workspace-free task.
+    #[error("{flag} is only for workspace tasks; {task} is workspace-free")]
+    FlagNeedsWorkspaceTask {
+        /// The flag given.
+        flag: &'static str,
+        /// The task name.
+        task: String,
+    },
+    /// `run --apply` without `--workspace-dir`.
+    #[error("--apply needs --workspace-dir DIR")]
+    ApplyNeedsWorkspaceDir,
+    /// `start -j N` (all targets' counts together) beyond what one start is allowed.
+    #[error(
+        "{jobs} workers are more than one perago start can run (at most {max}); lower -j or the <target>=N counts"
+    )]
+    TooManyWorkers {
+        /// All targets' worker counts together.
+        jobs: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A supervised child could not tie its life to its supervisor's.
     #[error(transparent)]
     ParentDeath(#[from] ParentDeathError),
@@ -156,6 +234,20 @@ pub(crate) enum CliError {
         #[source]
         source: io::Error,
     },
+    /// `dev-server --addr` is not a resolvable `HOST:PORT`.
+    #[cfg(feature = "dev-server")]
+    #[error("invalid --addr {addr}; expected HOST:PORT")]
+    DevServerAddr {
+        /// As given.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `demo --threads 0`.
+    #[cfg(feature = "dev-server")]
+    #[error("--threads must be at least 1")]
+    DemoNoThreads,
     /// The dev server could not start.
     #[cfg(feature = "dev-server")]
     #[error(transparent)]
@@ -182,11 +274,14 @@ pub(crate) fn exit_code(result: &CommandResult) -> u8 {
         Ok(Outcome::AttemptNotCompleted) => code::ATTEMPT_NOT_COMPLETED,
         Ok(Outcome::Runtime(exit)) if exit.runtime_failure => code::RUNTIME_FAILURE,
         Ok(Outcome::Runtime(exit)) if exit.abandoned_attempts > 0 => code::ATTEMPTS_ABANDONED,
+        Ok(Outcome::Runtime(exit)) if exit.forced => code::FORCED_DRAIN,
         Ok(Outcome::Runtime(_)) => code::OK,
         Ok(Outcome::Supervisor(exit)) if exit.is_clean() => code::OK,
         Ok(Outcome::Supervisor(_)) => code::CHILDREN_UNCLEAN,
         #[cfg(feature = "dev-server")]
         Ok(Outcome::DemoFailures) => code::ERROR,
+        Ok(Outcome::Differs) => code::ERROR,
+        Ok(Outcome::WorkflowNotCompleted) => code::WORKFLOW_NOT_COMPLETED,
         Err(CliError::Supervisor(SupervisorError::CurrentExe(_) | SupervisorError::Spawn(_))) => {
             code::CHILD_START_FAILED
         }
@@ -210,6 +305,10 @@ pub(crate) fn error_line(result: &CommandResult) -> Option<String> {
                 }
             )
         }
+        Ok(Outcome::Runtime(exit)) if exit.forced => {
+            "drain deadline passed: in-flight attempts were cancelled and reported FAILED"
+                .to_owned()
+        }
         Ok(Outcome::Supervisor(exit)) if !exit.is_clean() => format!(
             "supervisor stopped uncleanly: {} child process(es) killed, {} exited with a failure",
             exit.killed.len(),
@@ -220,8 +319,37 @@ pub(crate) fn error_line(result: &CommandResult) -> Option<String> {
     Some(format!("error: {message}"))
 }
 
+/// Whether an I/O error in `error`'s chain is EPIPE: stdout's reader closed it.
+fn is_broken_pipe(error: &CliError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Writes one line to stdout; a closed pipe (`perago targets | head -1`) is not an error
+/// worth a message: [`finish`] ends such a command quietly.
+pub(crate) fn write_line(out: &mut impl io::Write, line: &str) -> Result<(), CliError> {
+    writeln!(out, "{line}").map_err(|source| CliError::Stdout { source })
+}
+
 /// Prints the result's `error: …` line (if any) on stderr and returns its exit code.
+///
+/// A command that stopped because stdout is a closed pipe (EPIPE) exits 1 without a line:
+/// the reader went away on purpose.
 pub(crate) fn finish(result: CommandResult) -> ExitCode {
+    if let Err(error) = &result
+        && is_broken_pipe(error)
+    {
+        return ExitCode::from(code::ERROR);
+    }
     if let Some(line) = error_line(&result) {
         eprintln!("{line}");
     }

@@ -1,5 +1,10 @@
-//! `perago run <target> --input <file|-> [--workspace-dir DIR] [--apply]`: one attempt,
-//! locally, with no Conductor and no lakeFS.
+//! `perago run <target> --input <file|-> [--workspace-dir DIR | --prefix-dir DIR] [--apply]`:
+//! one attempt, locally, with no Conductor and no lakeFS.
+//!
+//! `--workspace-dir DIR` is the *repository root*: the task's object prefix is looked up
+//! under it (`features.build` over `/audio/render` reads `DIR/audio/render`). `--prefix-dir
+//! DIR` is the prefix directory itself. Both, and `--apply`, are refused for a
+//! workspace-free task (they would mean nothing), and `--apply` needs one of them.
 //!
 //! Prints one JSON object: `status`, then `output` or `reasonForIncompletion`, then the
 //! change set of a writable workspace task (`added`, `modified`, `deleted`). Exits 0 when
@@ -10,7 +15,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
+use super::{CliError, CommandResult, Globals, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
 use crate::execution::{AttemptEnv, LocalDirStore, NoFence, WorkspaceStore, run_attempt};
 use crate::logging::LogRole;
@@ -40,15 +45,45 @@ fn read_input(path: &str) -> Result<Value, CliError> {
     })
 }
 
+/// Where `run` finds a workspace task's files.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LocalSource<'a> {
+    /// `--workspace-dir`: the repository root.
+    RepositoryRoot(&'a Path),
+    /// `--prefix-dir`: the prefix directory itself.
+    PrefixDir(&'a Path),
+}
+
+impl LocalSource<'_> {
+    fn flag(self) -> &'static str {
+        match self {
+            LocalSource::RepositoryRoot(_) => "--workspace-dir",
+            LocalSource::PrefixDir(_) => "--prefix-dir",
+        }
+    }
+}
+
 pub(crate) fn run(
+    globals: &Globals,
     targets: &Targets,
     target: &str,
     input_source: &str,
-    workspace_dir: Option<&Path>,
+    source: Option<LocalSource<'_>>,
     apply: bool,
 ) -> CommandResult {
-    let config = load_config(target, &ConfigOverrides::default())?;
+    let config = load_config(globals, target, &ConfigOverrides::default())?;
     let task = resolve_task(targets, target)?;
+    if !task.is_workspace_task() {
+        let flag = source.map(LocalSource::flag).or(apply.then_some("--apply"));
+        if let Some(flag) = flag {
+            return Err(CliError::FlagNeedsWorkspaceTask {
+                flag,
+                task: task.name().to_owned(),
+            });
+        }
+    } else if apply && source.is_none() {
+        return Err(CliError::ApplyNeedsWorkspaceDir);
+    }
     let mut input = read_input(input_source)?;
     // SPEC §15: task-body log lines (and perago's own records) go to stderr; stdout keeps
     // the one JSON result.
@@ -62,8 +97,12 @@ pub(crate) fn run(
         observability.log_format,
         observability.log_level,
     );
-    let store = match (task.is_workspace_task(), workspace_dir) {
-        (true, Some(dir)) => {
+    let store = match (task.is_workspace_task(), source) {
+        (true, Some(source)) => {
+            let (dir, store) = match source {
+                LocalSource::RepositoryRoot(dir) => (dir, LocalDirStore::new(dir, apply)),
+                LocalSource::PrefixDir(dir) => (dir, LocalDirStore::for_prefix_dir(dir, apply)),
+            };
             if !dir.is_dir() {
                 return Err(CliError::WorkspaceDirMissing {
                     path: dir.to_path_buf(),
@@ -75,7 +114,7 @@ pub(crate) fn run(
                     json!({"repository": "local", "branch": "local", "refType": "commit", "ref": "local"})
                 });
             }
-            Some(LocalDirStore::new(dir, apply))
+            Some(store)
         }
         (true, None) => {
             return Err(CliError::WorkspaceDirRequired {

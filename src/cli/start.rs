@@ -2,25 +2,35 @@
 //! SIGINT/SIGTERM.
 //!
 //! Checks, in order: the configuration (Conductor required; lakeFS if any target is a
-//! workspace task), every worker count `≥ 1`, then, target by target, that its TaskDef is
-//! registered in Conductor. Nothing is served unless every target passes. Several targets are
-//! served as one set (see `cli::target_set`).
+//! workspace task), every worker count between 1 and [`MAX_JOBS`] in all, then the online
+//! checks of [`preflight`](super::preflight), target by target: Conductor reachable with the
+//! right URL shape and accepted auth, each TaskDef registered without breaking drift
+//! (harmless drift is a warning), and lakeFS reachable with accepted credentials when any
+//! target is a workspace task. Any failure is `error: …`, exit 1, nothing polled. Nothing is
+//! served unless every target passes. Several targets are served as one set (see
+//! `cli::target_set`).
 //!
 //! Process mode then hands over to the supervisor (see `cli::child`). Thread mode runs one
 //! thread runtime hosting every target, each with its own worker threads, in this process;
-//! the exit code is 0 after a clean drain and
-//! [`ATTEMPTS_ABANDONED`](super::exit_code::ATTEMPTS_ABANDONED) or
+//! the exit code is 0 after a clean drain,
+//! [`FORCED_DRAIN`](super::exit_code::FORCED_DRAIN) when the drain deadline cancelled
+//! in-flight attempts, and [`ATTEMPTS_ABANDONED`](super::exit_code::ATTEMPTS_ABANDONED) or
 //! [`RUNTIME_FAILURE`](super::exit_code::RUNTIME_FAILURE) otherwise.
 
+use super::preflight::preflight;
 use super::serve::{ServeOptions, ServedTask, serve};
 use super::target_set::{TargetSpec, set_name, worker_counts};
-use super::{CliError, CommandResult, Outcome, load_config, resolve_task};
-use crate::conductor::ConductorClient;
+use super::{CliError, CommandResult, Globals, Outcome, load_config, resolve_task};
 use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, WorkerSettings};
 use crate::registry::Targets;
 use crate::task::Task;
 
+/// The most workers one `start` runs: beyond it a machine runs out of threads (or
+/// processes) long before the work benefits, and spawning fails half-way.
+pub(crate) const MAX_JOBS: usize = 4096;
+
 pub(crate) fn run(
+    globals: &Globals,
     targets: &Targets,
     specs: &[TargetSpec],
     jobs: Option<usize>,
@@ -28,8 +38,8 @@ pub(crate) fn run(
 ) -> CommandResult {
     let names: Vec<&str> = specs.iter().map(|spec| spec.target.as_str()).collect();
     let set = set_name(&names);
-    let config = load_config(&set, &ConfigOverrides { execution_mode })?;
-    let conductor = config.require_conductor()?;
+    let config = load_config(globals, &set, &ConfigOverrides { execution_mode })?;
+    config.require_conductor()?;
     let tasks = names
         .iter()
         .map(|name| resolve_task(targets, name))
@@ -56,14 +66,19 @@ pub(crate) fn run(
         .map(|task| effective_jobs(jobs, &config.worker(task.name())))
         .collect();
     let counts = worker_counts(specs, &defaults)?;
-    let client = ConductorClient::new(conductor);
-    for task in &tasks {
-        check_task_def(&client, task)?;
+    let total: usize = counts.iter().map(|(_, count)| count).sum();
+    if total > MAX_JOBS {
+        return Err(CliError::TooManyWorkers {
+            jobs: total,
+            max: MAX_JOBS,
+        });
     }
+    let checked: Vec<(&str, &Task)> = names.iter().copied().zip(&tasks).collect();
+    preflight(&config, &checked)?;
     // Process mode: the supervisor (src/supervisor, glue in cli/child.rs) takes over here.
     if config.execution_mode() == ExecutionMode::Process {
         let task_types = tasks.iter().map(|task| task.name().to_owned()).collect();
-        return super::child::run_supervisor_cli(&set, &counts, task_types, config);
+        return super::child::run_supervisor_cli(globals, &set, &counts, task_types, config);
     }
     let exit = serve(ServeOptions {
         target: set,
@@ -78,20 +93,6 @@ pub(crate) fn run(
         admin_addr_file: None,
     })?;
     Ok(Outcome::Runtime(exit))
-}
-
-/// The TaskDef of `task` must be registered before it is served.
-fn check_task_def(client: &ConductorClient, task: &Task) -> Result<(), CliError> {
-    match client.get_task_def(task.name()) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(CliError::TaskDefNotRegistered {
-            task: task.name().to_owned(),
-        }),
-        Err(source) => Err(CliError::TaskDefCheck {
-            task: task.name().to_owned(),
-            source: Box::new(source),
-        }),
-    }
 }
 
 /// `-j` when given, else the task's `thread_count` worker setting, else 1 (a target's own

@@ -55,6 +55,8 @@ pub struct SupervisorOptions {
     pub task_types: Vec<String>,
     /// The loaded configuration (the children load the same one from the same sources).
     pub config: RuntimeConfig,
+    /// `--env-file`, passed on to the children (absolute).
+    pub env_file: Option<std::path::PathBuf>,
 }
 
 /// Why the supervisor could not run.
@@ -105,8 +107,15 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         children,
         task_types,
         config,
+        env_file,
     } = options;
     let exe = ChildLauncher::for_current_exe(&target)?.exe().to_path_buf();
+    // Children start in the same working directory, but an absolute path is robust.
+    let env_file = env_file.map(|path| {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(&path))
+            .unwrap_or(path)
+    });
     let prefix = config.worker_id_prefix().to_owned();
     let observability = config.observability().clone();
     // One launcher per slot, in slot order: the target each slot's child serves.
@@ -117,7 +126,8 @@ pub fn run_supervisor(options: SupervisorOptions) -> Result<SupervisorExit, Supe
         .map(|(index, child_target)| {
             (
                 child_worker_id(&prefix, index + 1),
-                ChildLauncher::new(exe.clone(), child_target, std::process::id()),
+                ChildLauncher::new(exe.clone(), child_target, std::process::id())
+                    .with_env_file(env_file.clone()),
             )
         })
         .collect();

@@ -389,6 +389,13 @@ impl ConductorClient {
         }
     }
 
+    /// The HTTP status of `GET /api/metadata/taskdefs` (the list): 404 means the base URL is
+    /// not a Conductor API root. The body is not read into a value.
+    pub fn list_task_defs_status(&self) -> Result<u16, ConductorError> {
+        let (_, reply) = self.call(Method::Get, &["metadata", "taskdefs"], &[], None)?;
+        Ok(reply.status)
+    }
+
     /// Registers (upserts) TaskDefs (`POST /api/metadata/taskdefs` with a JSON array).
     pub fn register_task_defs(&self, defs: &[Value]) -> Result<(), ConductorError> {
         let (call, reply) = self.call(

@@ -89,6 +89,38 @@ pub fn load_env(
     Ok(env)
 }
 
+/// Like [`load_env`], with `path` read instead of `<cwd>/.env`; the file must exist.
+pub fn load_env_file(
+    path: &Path,
+    process_env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    if !path.is_file() {
+        return Err(ConfigError::DotenvUnreadable {
+            path: path.to_owned(),
+            error: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let mut env = read_dotenv_file(path)?;
+    for (key, value) in process_env {
+        if let (Ok(key), Ok(value)) = (key.into_string(), value.into_string()) {
+            env.insert(key, value);
+        }
+    }
+    Ok(env)
+}
+
+/// The 1-based line that sets each key in `.env` text (the last one, which wins).
+pub fn dotenv_line_numbers(text: &str) -> BTreeMap<String, usize> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        if let Some((key, _)) = parse_line(line) {
+            lines.insert(key.to_owned(), index + 1);
+        }
+    }
+    lines
+}
+
 /// Reads and parses one `.env` file; a missing file is an empty map.
 pub fn read_dotenv_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let bytes = match std::fs::read(path) {

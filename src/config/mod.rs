@@ -13,6 +13,7 @@
 //! - [`render`]: `perago config` output, JSON and text, secrets redacted.
 //! - [`worker`]: per-task worker settings (domain, poll interval/timeout, batch size) with
 //!   the Conductor SDKs' variable lookup order.
+//! - [`sources`]: where each value came from (default, `.env` line, environment, flag).
 
 pub mod dotenv;
 pub mod net;
@@ -22,6 +23,7 @@ pub mod render;
 pub mod runtime;
 pub mod secret;
 pub mod worker;
+pub mod sources;
 
 pub use dotenv::load_env;
 pub use net::{ProxyUrl, TlsFiles, TlsPaths};
@@ -30,3 +32,4 @@ pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
 pub use secret::Secret;
 pub use worker::{WorkerProperty, WorkerSettings};
+pub use sources::{ConfigSources, ValueSource};

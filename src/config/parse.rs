@@ -135,6 +135,8 @@ pub enum ConfigError {
     NotWritable {
         /// The root (workspace or log) that failed the probe.
         path: PathBuf,
+        /// Its variable (`PERAGO_WORKSPACE_ROOT` or `PERAGO_LOG_ROOT`).
+        var: &'static str,
         /// What the OS said.
         error: io::Error,
     },
@@ -292,6 +294,32 @@ pub enum ConfigError {
     /// `worker_capacity` metrics are exported without an instance id.
     #[error("PERAGO_INSTANCE_ID is required when worker_capacity metrics are enabled")]
     InstanceIdRequired,
+    /// A service URL is not an absolute `http://` or `https://` URL with a host. The value
+    /// is not repeated: it may hold a secret.
+    #[error("{var} must be an http:// or https:// URL with a host, such as '{example}'")]
+    UrlInvalid {
+        /// The variable.
+        var: &'static str,
+        /// A well-formed value for this variable.
+        example: &'static str,
+    },
+    /// A service URL carries `user:password@`; it is never echoed.
+    #[error("{var} must not contain credentials (user:password@); set {instead} instead")]
+    UrlCredentials {
+        /// The variable.
+        var: &'static str,
+        /// Where the credentials belong.
+        instead: &'static str,
+    },
+    /// A worker id (or the prefix it is built from) too long for a log directory name.
+    #[error("{var} must be at most {max} characters (it names a log directory)")]
+    WorkerIdTooLong {
+        /// The variable (`PERAGO_WORKER_ID_PREFIX` also for a prefix derived from the
+        /// target).
+        var: &'static str,
+        /// The longest accepted length.
+        max: usize,
+    },
 }
 
 impl ConfigError {
@@ -320,7 +348,11 @@ impl ConfigError {
             | Self::ProxyInvalid { var }
             | Self::MetricsUnsupported { var }
             | Self::MillisInvalid { var }
-            | Self::MillisZero { var } => Some(var),
+            | Self::MillisZero { var }
+            | Self::UrlInvalid { var, .. }
+            | Self::UrlCredentials { var, .. }
+            | Self::WorkerIdTooLong { var, .. }
+            | Self::NotWritable { var, .. } => Some(var),
             Self::TlsClientIncomplete { missing } => Some(missing),
             Self::MetricsCompressionInvalid => Some(vars::OTEL_EXPORTER_OTLP_METRICS_COMPRESSION),
             Self::InstanceIdInvalid | Self::InstanceIdRequired => Some(vars::PERAGO_INSTANCE_ID),
@@ -334,7 +366,6 @@ impl ConfigError {
             }
             Self::DotenvUnreadable { .. }
             | Self::DotenvNotUtf8 { .. }
-            | Self::NotWritable { .. }
             // Worker-setting variables are named by the operator (`conductor.worker.<task>…`):
             // the message carries the name.
             | Self::WorkerSettingInvalid { .. }
@@ -403,6 +434,34 @@ pub(crate) fn connection_value(
         Some(PLACEHOLDER) => Err(ConfigError::Placeholder { var }),
         Some(v) => Ok(Some(v.to_owned())),
     }
+}
+
+/// Longest worker id: a file name is at most 255 bytes; the log file names under a worker's
+/// directory add a suffix, so ids stay well below.
+pub(crate) const MAX_WORKER_ID_LEN: usize = 200;
+/// Longest `PERAGO_WORKER_ID_PREFIX`: the supervisor appends a four-digit slot.
+pub(crate) const MAX_WORKER_ID_PREFIX_LEN: usize = MAX_WORKER_ID_LEN - 4;
+
+/// Checks a service URL (already trimmed and non-blank): `http`/`https` with a host, and no
+/// userinfo. Errors never contain the value.
+pub(crate) fn validate_service_url(
+    var: &'static str,
+    value: &str,
+    example: &'static str,
+    credentials_instead: &'static str,
+) -> Result<(), ConfigError> {
+    let invalid = || ConfigError::UrlInvalid { var, example };
+    let url = url::Url::parse(value).map_err(|_| invalid())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::UrlCredentials {
+            var,
+            instead: credentials_instead,
+        });
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid());
+    }
+    Ok(())
 }
 
 /// `<int>[.<digits>]` + optional whitespace + `KB`/`MB`/`GB` (ASCII case-insensitive,

@@ -15,15 +15,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::dotenv::load_env;
+use super::dotenv::{load_env, load_env_file};
 use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::observe::{ObservabilityConfig, parse_observability};
 use super::parse::{
     ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
     DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
-    MAX_DURATION_DAYS, MAX_DURATION_SECS, MIN_WORKER_STACK_SIZE, connection_value,
-    default_worker_id_prefix, non_blank, parse_duration, parse_failure_reason_max_length,
-    parse_log_file_max_size, parse_log_retention, parse_worker_stack_size,
+    MAX_DURATION_DAYS, MAX_DURATION_SECS, MAX_WORKER_ID_LEN, MAX_WORKER_ID_PREFIX_LEN,
+    MIN_WORKER_STACK_SIZE, connection_value, default_worker_id_prefix, non_blank,
+    parse_duration, parse_failure_reason_max_length, parse_log_file_max_size,
+    parse_log_retention, parse_worker_stack_size, validate_service_url,
     validate_worker_id_prefix, vars,
 };
 use super::secret::Secret;
@@ -205,16 +206,42 @@ impl RuntimeConfig {
     /// Loads the configuration for `target` the way every CLI command does: `<cwd>/.env`
     /// overlaid by the real process environment, then parsed, validated, and the roots probed.
     ///
-    /// This is the only function in perago that reads the process environment.
+    /// This and [`RuntimeConfig::load_with_env_file`] are the only functions in perago that
+    /// read the process environment (besides the CLI asking where values came from).
     pub fn load(
         target: &str,
         cwd: &Path,
         overrides: &ConfigOverrides,
     ) -> Result<Self, ConfigError> {
-        let env = load_env(cwd, std::env::vars_os())?;
-        let config = Self::from_env_map(target, &env, overrides)?;
+        Self::load_with_env_file(target, cwd, None, overrides)
+    }
+
+    /// [`RuntimeConfig::load`] with `env_file` (relative to `cwd`) read instead of
+    /// `<cwd>/.env` when given (`perago --env-file PATH`); a given file must exist.
+    pub fn load_with_env_file(
+        target: &str,
+        cwd: &Path,
+        env_file: Option<&Path>,
+        overrides: &ConfigOverrides,
+    ) -> Result<Self, ConfigError> {
+        let env = match env_file {
+            None => load_env(cwd, std::env::vars_os())?,
+            Some(path) => load_env_file(&cwd.join(path), std::env::vars_os())?,
+        };
+        let mut config = Self::from_env_map(target, &env, overrides)?;
+        config.make_roots_absolute(cwd);
         config.probe_roots()?;
         Ok(config)
+    }
+
+    /// Joins relative roots onto `cwd`, so every report and every child process sees the
+    /// directory actually used.
+    pub fn make_roots_absolute(&mut self, cwd: &Path) {
+        for root in [&mut self.workspace_root, &mut self.log_root] {
+            if root.is_relative() {
+                *root = cwd.join(&*root);
+            }
+        }
     }
 
     /// Parses and validates `env` (already layered) for `target`. Pure: touches no file.
@@ -301,6 +328,11 @@ impl RuntimeConfig {
             ..lakefs
         });
         let worker_id = non_blank(get(vars::PERAGO_WORKER_ID)).map(str::to_owned);
+        check_worker_id_lengths(
+            &worker_id_prefix,
+            &target_worker_id_prefix,
+            worker_id.as_deref(),
+        )?;
         let worker_settings = WorkerSettingsSource::from_env_map(env)?;
         let observability = parse_observability(&get)?;
 
@@ -335,9 +367,13 @@ impl RuntimeConfig {
     /// `.perago-check-*` directory holding a `write-test` file is created inside and removed.
     /// Failure → `<path> is not writable: <os error>`.
     pub fn probe_roots(&self) -> Result<(), ConfigError> {
-        for root in [&self.workspace_root, &self.log_root] {
+        for (var, root) in [
+            (vars::PERAGO_WORKSPACE_ROOT, &self.workspace_root),
+            (vars::PERAGO_LOG_ROOT, &self.log_root),
+        ] {
             probe_root(root).map_err(|error| ConfigError::NotWritable {
                 path: root.clone(),
+                var,
                 error,
             })?;
         }
@@ -447,6 +483,33 @@ impl RuntimeConfig {
     }
 }
 
+/// Every worker id this configuration can produce must fit a log directory name: the
+/// supervised `<prefix><slot>`, the by-hand `<target prefix>-pid-<pid>` and an explicit
+/// `PERAGO_WORKER_ID`.
+fn check_worker_id_lengths(
+    prefix: &str,
+    target_prefix: &str,
+    worker_id: Option<&str>,
+) -> Result<(), ConfigError> {
+    // `-pid-` and up to ten digits of a pid.
+    const PID_SUFFIX_LEN: usize = 15;
+    if prefix.len() > MAX_WORKER_ID_PREFIX_LEN
+        || target_prefix.len() + PID_SUFFIX_LEN > MAX_WORKER_ID_LEN
+    {
+        return Err(ConfigError::WorkerIdTooLong {
+            var: vars::PERAGO_WORKER_ID_PREFIX,
+            max: MAX_WORKER_ID_PREFIX_LEN.min(MAX_WORKER_ID_LEN - PID_SUFFIX_LEN),
+        });
+    }
+    if worker_id.is_some_and(|id| id.len() > MAX_WORKER_ID_LEN) {
+        return Err(ConfigError::WorkerIdTooLong {
+            var: vars::PERAGO_WORKER_ID,
+            max: MAX_WORKER_ID_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// The base of the default roots: `TMPDIR` when non-blank, else the platform's temp dir.
 fn temp_base(tmpdir: Option<&str>, fallback: impl FnOnce() -> PathBuf) -> PathBuf {
     non_blank(tmpdir).map_or_else(fallback, PathBuf::from)
@@ -456,6 +519,14 @@ fn conductor_from_env<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Option<ConductorConfig>, ConfigError> {
     let server_url = connection_value(vars::CONDUCTOR_SERVER_URL, get(vars::CONDUCTOR_SERVER_URL))?;
+    if let Some(url) = &server_url {
+        validate_service_url(
+            vars::CONDUCTOR_SERVER_URL,
+            url,
+            "http://localhost:8080/api",
+            "CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET",
+        )?;
+    }
     let key = connection_value(vars::CONDUCTOR_AUTH_KEY, get(vars::CONDUCTOR_AUTH_KEY))?;
     let secret = connection_value(
         vars::CONDUCTOR_AUTH_SECRET,
@@ -493,6 +564,14 @@ fn lakefs_from_env<'a>(
         connection_value(names[1], get(names[1]))?,
         connection_value(names[2], get(names[2]))?,
     ];
+    if let Some(url) = &endpoint {
+        validate_service_url(
+            names[0],
+            url,
+            "http://localhost:8000",
+            "LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+        )?;
+    }
     match (endpoint, key, secret) {
         (Some(endpoint), Some(key), Some(secret)) => {
             Ok(Some(LakefsConfig::new(endpoint, key, Secret::new(secret))))

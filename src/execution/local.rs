@@ -19,23 +19,38 @@ use crate::workspace::{ChangeSet, FileState, HashingWriter, Snapshot, WorkspaceE
 #[derive(Debug)]
 pub struct LocalDirStore {
     source: PathBuf,
+    /// Whether `source` is the prefix directory itself rather than the repository root.
+    is_prefix_dir: bool,
     apply: bool,
     pending: Mutex<Option<(PathBuf, String, ChangeSet)>>,
 }
 
 impl LocalDirStore {
     /// A store reading `source`; with `apply`, publication writes changes back to it.
+    ///
+    /// `source` is the repository root: the task's object prefix (`/audio/render`) is
+    /// looked up under it (`source/audio/render`).
     pub fn new(source: impl Into<PathBuf>, apply: bool) -> LocalDirStore {
         LocalDirStore {
             source: source.into(),
+            is_prefix_dir: false,
             apply,
             pending: Mutex::new(None),
         }
     }
 
+    /// A store whose `source` is the prefix directory itself (`perago run --prefix-dir`):
+    /// its contents are the attempt workspace, whatever the task's object prefix.
+    pub fn for_prefix_dir(source: impl Into<PathBuf>, apply: bool) -> LocalDirStore {
+        LocalDirStore {
+            is_prefix_dir: true,
+            ..LocalDirStore::new(source, apply)
+        }
+    }
+
     fn projection(&self, object_prefix: &str) -> PathBuf {
-        let prefix = object_prefix.trim_end_matches('/');
-        if prefix.is_empty() {
+        let prefix = object_prefix.trim_end_matches('/').trim_start_matches('/');
+        if prefix.is_empty() || self.is_prefix_dir {
             self.source.clone()
         } else {
             self.source.join(prefix)

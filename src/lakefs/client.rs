@@ -711,6 +711,17 @@ impl LakefsClient {
         )
     }
 
+    /// `GET /user`: the cheapest call that proves the credentials (lakeFS answers 401 when
+    /// they are rejected). A transport failure is not retried: this is a preflight check.
+    pub fn verify_credentials(&self, cancel: &CancelToken) -> Result<(), LakefsError> {
+        let url = self.url(&["user"], &[]);
+        self.json::<serde_json::Value>(
+            &Self::call("get current user", Method::Get, url, Payload::Empty, false),
+            cancel,
+        )
+        .map(drop)
+    }
+
     /// `POST /repositories`: creates a repository.
     pub fn create_repository(
         &self,

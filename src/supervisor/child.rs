@@ -56,6 +56,7 @@ pub struct ChildLauncher {
     supervisor_pid: u32,
     /// Where children write their admin listener's address (process-mode admin).
     admin_dir: Option<PathBuf>,
+    env_file: Option<PathBuf>,
 }
 
 impl ChildLauncher {
@@ -73,6 +74,7 @@ impl ChildLauncher {
             target: target.to_owned(),
             supervisor_pid,
             admin_dir: None,
+            env_file: None,
         }
     }
 
@@ -80,6 +82,13 @@ impl ChildLauncher {
     /// `<dir>/<worker id>.addr` (see `admin::supervisor`).
     pub fn with_admin_dir(mut self, dir: impl Into<PathBuf>) -> ChildLauncher {
         self.admin_dir = Some(dir.into());
+        self
+    }
+
+    /// Children read `path` instead of `./.env` (the CLI's global `--env-file`); `None`
+    /// keeps `./.env`.
+    pub fn with_env_file(mut self, path: Option<PathBuf>) -> ChildLauncher {
+        self.env_file = path;
         self
     }
 
@@ -95,12 +104,17 @@ impl ChildLauncher {
 
     /// The arguments after the program name.
     pub fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             CHILD_SUBCOMMAND.to_owned(),
             format!("--{SUPERVISOR_PID_ARG}"),
             self.supervisor_pid.to_string(),
             self.target.clone(),
-        ]
+        ];
+        if let Some(path) = &self.env_file {
+            args.push("--env-file".to_owned());
+            args.push(path.display().to_string());
+        }
+        args
     }
 
     /// The command for the child with worker id `worker_id`: inherited environment plus

@@ -198,8 +198,14 @@ fn config_json_redacts_secrets() {
             "conductor",
             "lakefs",
             "worker",
+            "sources",
         ]
     );
+    assert_eq!(
+        json["sources"]["LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"],
+        "environment"
+    );
+    assert_eq!(json["sources"]["PERAGO_LOG_RETENTION"], "default");
     assert_eq!(json["lakefs"]["secret_access_key"], "**********");
     assert_eq!(json["log_retention"], 30 * 86400);
     assert_eq!(json["shutdown_force_kill_after"], Value::Null);
@@ -424,14 +430,16 @@ fn dev_server_prints_the_worker_environment_and_stops_on_sigterm() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(
-        first.starts_with("CONDUCTOR_SERVER_URL=http://127.0.0.1:"),
+        first.starts_with("export CONDUCTOR_SERVER_URL=http://127.0.0.1:"),
         "{first}"
     );
-    let url = first.trim_start_matches("CONDUCTOR_SERVER_URL=").to_owned();
+    let url = first
+        .trim_start_matches("export CONDUCTOR_SERVER_URL=")
+        .to_owned();
     let rest: Vec<String> = lines.take(3).map(Result::unwrap).collect();
-    assert!(rest[0].starts_with("LAKECTL_SERVER_ENDPOINT_URL=http://127.0.0.1:"));
-    assert!(rest[1].starts_with("LAKECTL_CREDENTIALS_ACCESS_KEY_ID="));
-    assert!(rest[2].starts_with("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="));
+    assert!(rest[0].starts_with("export LAKECTL_SERVER_ENDPOINT_URL=http://127.0.0.1:"));
+    assert!(rest[1].starts_with("export LAKECTL_CREDENTIALS_ACCESS_KEY_ID="));
+    assert!(rest[2].starts_with("export LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY="));
     let status = ureq::get(&format!("{url}/metadata/taskdefs"))
         .call()
         .unwrap()
