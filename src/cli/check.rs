@@ -40,7 +40,9 @@ pub(crate) fn run(
     } else {
         let refusals = [
             config.require_conductor().err(),
-            any_workspace.then(|| config.require_lakefs().err()).flatten(),
+            any_workspace
+                .then(|| config.require_lakefs().err())
+                .flatten(),
         ];
         for refusal in refusals.into_iter().flatten() {
             eprintln!("warning: {refusal}; perago start will refuse {set}");

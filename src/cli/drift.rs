@@ -153,15 +153,46 @@ mod tests {
         );
     }
 
+    /// A writable workspace task whose publish budget derives a 60 s response timeout.
+    fn writable_with_budget() -> Task {
+        use crate::task::{PublishBudget, TaskContext, TaskControls, TaskError, WorkspaceSpec};
+
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        struct In {
+            #[allow(dead_code)]
+            x: u32,
+        }
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        struct Out {
+            y: u32,
+        }
+        Task::builder("drift.writable", "dev@example.com")
+            .workspace(WorkspaceSpec::new("/"))
+            .controls(TaskControls {
+                publish_budget: Some(PublishBudget {
+                    observed_merge_p99_seconds: 0,
+                    safety_margin_seconds: 0,
+                    lakefs_merge_timeout_seconds: 30,
+                    conductor_completion_timeout_seconds: 10,
+                    worker_shutdown_grace_seconds: 10,
+                    heartbeat_interval_seconds: 10,
+                }),
+                ..TaskControls::default()
+            })
+            .workspace_handler(|_: &TaskContext, _: &std::path::Path, _: In| {
+                Ok::<_, TaskError>(Out { y: 0 })
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_response_timeout_below_the_publish_budget_is_breaking() {
-        let task = crate::examples::targets()
-            .resolve("examples.features_build")
-            .unwrap();
+        let task = writable_with_budget();
         let budget = task
             .effective_publish_budget()
             .unwrap()
             .response_timeout_seconds();
+        assert_eq!(budget, 60);
         let generated = task_def(&task);
         let mut registered = generated.clone();
         registered["responseTimeoutSeconds"] = json!(budget - 1);

@@ -470,7 +470,7 @@ pub(crate) fn load_config(
 ) -> Result<RuntimeConfig, CliError> {
     let cwd = std::env::current_dir().map_err(|source| CliError::CurrentDir { source })?;
     RuntimeConfig::load_with_env_file(target, &cwd, globals.env_file.as_deref(), overrides)
-        .map_err(|error| with_origin(error, &config_sources(globals, &cwd, overrides)))
+        .map_err(|error| with_origin(globals, error, &config_sources(globals, &cwd, overrides)))
 }
 
 /// Where each configuration value of this invocation came from.
@@ -488,7 +488,18 @@ pub(crate) fn config_sources(
 }
 
 /// Adds the value's origin to a configuration error when the SPEC text does not name it.
-fn with_origin(error: ConfigError, sources: &ConfigSources) -> CliError {
+fn with_origin(globals: &Globals, error: ConfigError, sources: &ConfigSources) -> CliError {
+    if globals.env_file.is_some()
+        && matches!(
+            error,
+            ConfigError::DotenvUnreadable { .. } | ConfigError::DotenvNotUtf8 { .. }
+        )
+    {
+        return CliError::ConfigFrom {
+            error,
+            origin: "flag --env-file".to_owned(),
+        };
+    }
     let Some(var) = error.var() else {
         return error.into();
     };

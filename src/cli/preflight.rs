@@ -182,11 +182,12 @@ pub(crate) fn check_conductor(
                 }
                 .into());
             }
-            for change in &changes {
+            if !changes.is_empty() {
+                let described: Vec<String> = changes.iter().map(FieldChange::describe).collect();
                 eprintln!(
                     "warning: Conductor TaskDef '{}' differs from the code: {}; run perago register {target} to update it",
                     task.name(),
-                    change.describe()
+                    described.join(", ")
                 );
             }
             Ok(())

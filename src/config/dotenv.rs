@@ -94,7 +94,7 @@ pub fn load_env_file(
     path: &Path,
     process_env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<BTreeMap<String, String>, ConfigError> {
-    if !path.is_file() {
+    if !path.exists() {
         return Err(ConfigError::DotenvUnreadable {
             path: path.to_owned(),
             error: io::Error::new(io::ErrorKind::NotFound, "no such file"),

@@ -22,8 +22,8 @@ pub mod parse;
 pub mod render;
 pub mod runtime;
 pub mod secret;
-pub mod worker;
 pub mod sources;
+pub mod worker;
 
 pub use dotenv::load_env;
 pub use net::{ProxyUrl, TlsFiles, TlsPaths};
@@ -31,5 +31,5 @@ pub use observe::{AdminConfig, LogFormat, MetricsConfig, ObservabilityConfig};
 pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
 pub use secret::Secret;
-pub use worker::{WorkerProperty, WorkerSettings};
 pub use sources::{ConfigSources, ValueSource};
+pub use worker::{WorkerProperty, WorkerSettings};

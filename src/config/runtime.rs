@@ -22,10 +22,9 @@ use super::parse::{
     ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
     DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
     MAX_DURATION_DAYS, MAX_DURATION_SECS, MAX_WORKER_ID_LEN, MAX_WORKER_ID_PREFIX_LEN,
-    MIN_WORKER_STACK_SIZE, connection_value, default_worker_id_prefix, non_blank,
-    parse_duration, parse_failure_reason_max_length, parse_log_file_max_size,
-    parse_log_retention, parse_worker_stack_size, validate_service_url,
-    validate_worker_id_prefix, vars,
+    MIN_WORKER_STACK_SIZE, connection_value, default_worker_id_prefix, non_blank, parse_duration,
+    parse_failure_reason_max_length, parse_log_file_max_size, parse_log_retention,
+    parse_worker_stack_size, validate_service_url, validate_worker_id_prefix, vars,
 };
 use super::secret::Secret;
 use super::worker::{WorkerSettings, WorkerSettingsSource};
@@ -510,6 +509,26 @@ fn check_worker_id_lengths(
     Ok(())
 }
 
+/// `CONDUCTOR_SERVER_URL`: `http`/`https` with a host, no userinfo (never echoed).
+fn validate_conductor_url(url: &str) -> Result<(), ConfigError> {
+    validate_service_url(
+        vars::CONDUCTOR_SERVER_URL,
+        url,
+        "http://localhost:8080/api",
+        "CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET",
+    )
+}
+
+/// `LAKECTL_SERVER_ENDPOINT_URL`: `http`/`https` with a host, no userinfo (never echoed).
+fn validate_lakefs_url(url: &str) -> Result<(), ConfigError> {
+    validate_service_url(
+        vars::LAKECTL_SERVER_ENDPOINT_URL,
+        url,
+        "http://localhost:8000",
+        "LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+    )
+}
+
 /// The base of the default roots: `TMPDIR` when non-blank, else the platform's temp dir.
 fn temp_base(tmpdir: Option<&str>, fallback: impl FnOnce() -> PathBuf) -> PathBuf {
     non_blank(tmpdir).map_or_else(fallback, PathBuf::from)
@@ -520,12 +539,7 @@ fn conductor_from_env<'a>(
 ) -> Result<Option<ConductorConfig>, ConfigError> {
     let server_url = connection_value(vars::CONDUCTOR_SERVER_URL, get(vars::CONDUCTOR_SERVER_URL))?;
     if let Some(url) = &server_url {
-        validate_service_url(
-            vars::CONDUCTOR_SERVER_URL,
-            url,
-            "http://localhost:8080/api",
-            "CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET",
-        )?;
+        validate_conductor_url(url)?;
     }
     let key = connection_value(vars::CONDUCTOR_AUTH_KEY, get(vars::CONDUCTOR_AUTH_KEY))?;
     let secret = connection_value(
@@ -565,12 +579,7 @@ fn lakefs_from_env<'a>(
         connection_value(names[2], get(names[2]))?,
     ];
     if let Some(url) = &endpoint {
-        validate_service_url(
-            names[0],
-            url,
-            "http://localhost:8000",
-            "LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
-        )?;
+        validate_lakefs_url(url)?;
     }
     match (endpoint, key, secret) {
         (Some(endpoint), Some(key), Some(secret)) => {
@@ -716,6 +725,17 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
         {
             return Err(ConfigError::WorkerStackSizeTooSmall);
         }
+        if let Some(conductor) = &raw.conductor {
+            validate_conductor_url(&conductor.server_url)?;
+        }
+        if let Some(lakefs) = &raw.lakefs {
+            validate_lakefs_url(&lakefs.endpoint_url)?;
+        }
+        check_worker_id_lengths(
+            &raw.worker_id_prefix,
+            &raw.worker_id_prefix,
+            raw.worker_id.as_deref(),
+        )?;
         Ok(Self {
             workspace_root: raw.workspace_root,
             log_root: raw.log_root,
@@ -981,8 +1001,11 @@ mod tests {
                 Err("CONDUCTOR_SERVER_URL must be replaced with a real value"),
             ),
             (
+                // The placeholder check is exact; any other non-URL is not a URL.
                 &[("CONDUCTOR_SERVER_URL", "REPLACE-ME")],
-                Ok(Some(("REPLACE-ME", None))),
+                Err(
+                    "CONDUCTOR_SERVER_URL must be an http:// or https:// URL with a host, such as 'http://localhost:8080/api'",
+                ),
             ),
             (
                 &[

@@ -8,11 +8,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::dotenv::{DOTENV_FILE_NAME, dotenv_line_numbers};
+use super::net::{CONDUCTOR_TLS, LAKEFS_TLS};
 use super::parse::{non_blank, vars};
 use super::runtime::ConfigOverrides;
 
-/// Every variable `perago config` reports a source for, in SPEC §2 table order.
-pub const REPORTED_VARS: [&str; 17] = [
+/// Every variable `perago config` reports a source for, in SPEC §2 table order, then the
+/// TLS files. (Proxy variables and per-task worker settings have several spellings each and
+/// are not reported.)
+pub const REPORTED_VARS: [&str; 24] = [
     vars::PERAGO_WORKSPACE_ROOT,
     vars::PERAGO_LOG_ROOT,
     vars::PERAGO_LOG_FILE_MAX_SIZE,
@@ -23,6 +26,7 @@ pub const REPORTED_VARS: [&str; 17] = [
     vars::PERAGO_WORKSPACE_GC_INTERVAL,
     vars::PERAGO_SHUTDOWN_FORCE_KILL_AFTER,
     vars::PERAGO_FAILURE_REASON_MAX_LENGTH,
+    vars::PERAGO_WORKER_STACK_SIZE,
     vars::CONDUCTOR_SERVER_URL,
     vars::CONDUCTOR_AUTH_KEY,
     vars::CONDUCTOR_AUTH_SECRET,
@@ -30,6 +34,12 @@ pub const REPORTED_VARS: [&str; 17] = [
     vars::LAKECTL_CREDENTIALS_ACCESS_KEY_ID,
     vars::LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY,
     vars::PERAGO_WORKER_ID,
+    CONDUCTOR_TLS.ca_cert,
+    CONDUCTOR_TLS.client_cert,
+    CONDUCTOR_TLS.client_key,
+    LAKEFS_TLS.ca_cert,
+    LAKEFS_TLS.client_cert,
+    LAKEFS_TLS.client_key,
 ];
 
 /// Where one value came from.

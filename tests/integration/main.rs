@@ -25,12 +25,12 @@ mod logging;
 mod observability;
 /// `perago start --execution-mode process` as a real process tree.
 mod process_mode;
-/// Issue 13: a poison task in a poll batch, staging branches after SIGKILL and under DELETE
-/// faults, a forced attempt in a slow merge.
-mod reliability;
 /// The README recipe end to end (`dev-server`, `register`, `check --online`, `start`,
 /// `workflow`) and the set-up commands' failure modes.
 mod recipe;
+/// Issue 13: a poison task in a poll batch, staging branches after SIGKILL and under DELETE
+/// faults, a forced attempt in a slow merge.
+mod reliability;
 /// The thread runtime: delivery under faults, update-v2, leases, drain, force deadline, GC,
 /// `perago start` logs and exit codes.
 mod runtime;

@@ -71,16 +71,20 @@ pub fn client(server: &DevServer) -> ConductorClient {
     ConductorClient::for_url(&server.conductor_url())
 }
 
-/// Registers a TaskDef named `name` and a one-task workflow `<name>_wf` feeding
+/// Registers the generated TaskDef of `name` (response timeout and retry count replaced)
+/// and a one-task workflow `<name>_wf` feeding
 /// `workflow.input.params` to it.
 pub fn register(server: &DevServer, name: &str, response_timeout: u64, retry_count: u64) {
     let client = client(server);
     client
-        .register_task_defs(&[json!({
-            "name": name, "ownerEmail": "test@example.com", "retryCount": retry_count,
-            "retryLogic": "FIXED", "retryDelaySeconds": 0, "timeoutSeconds": 0,
-            "responseTimeoutSeconds": response_timeout, "timeoutPolicy": "TIME_OUT_WF"
-        })])
+        .register_task_defs(&[crate::support::generated_task_def(
+            name,
+            json!({
+                "retryCount": retry_count, "retryLogic": "FIXED", "retryDelaySeconds": 0,
+                "timeoutSeconds": 0, "responseTimeoutSeconds": response_timeout,
+                "timeoutPolicy": "TIME_OUT_WF"
+            }),
+        )])
         .expect("task def registered");
     client
         .register_workflow_def(

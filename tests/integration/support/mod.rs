@@ -42,3 +42,37 @@ impl<F: Fn() -> String> fmt::Display for Lazy<F> {
         f.write_str(&(self.0)())
     }
 }
+
+/// The TaskDef `perago extract` generates for the task named `name` (an example task, or
+/// `examples.stubborn` of the test worker binary), with these TaskDef fields replaced: what a
+/// test registers before `perago start`, which refuses a TaskDef whose keys or schemas
+/// differ from the code (SPEC §16). Retry and timeout overrides are harmless drift. Any
+/// other name (a task a test declares in process) gets a bare `{name, ownerEmail}` def.
+pub fn generated_task_def(name: &str, overrides: serde_json::Value) -> serde_json::Value {
+    let targets = perago::examples::targets();
+    let from_library = targets.names().into_iter().find_map(|target| {
+        let task = targets.resolve(target).ok()?;
+        (task.name() == name).then(|| perago::task_def(&task))
+    });
+    let mut def = from_library.unwrap_or_else(|| {
+        if name != "examples.stubborn" {
+            return serde_json::json!({"name": name, "ownerEmail": "test@example.com"});
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_perago-test-worker"))
+            .args(["extract", name, "-o", "-"])
+            .output()
+            .expect("the test worker runs");
+        assert!(
+            output.status.success(),
+            "extract {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("extract writes JSON")
+    });
+    if let (Some(def), Some(overrides)) = (def.as_object_mut(), overrides.as_object()) {
+        for (key, value) in overrides {
+            def.insert(key.clone(), value.clone());
+        }
+    }
+    def
+}
