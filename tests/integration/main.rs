@@ -25,8 +25,8 @@ mod logging;
 mod observability;
 /// `perago start --execution-mode process` as a real process tree.
 mod process_mode;
-/// The README recipe end to end (`dev-server`, `register`, `check --online`, `start`,
-/// `workflow`) and the set-up commands' failure modes.
+/// The README recipe, read from README.md and run as written (`dev-server`, `register`,
+/// `check --online`, `start`, `workflow`).
 mod recipe;
 /// Issue 13: a poison task in a poll batch, staging branches after SIGKILL and under DELETE
 /// faults, a forced attempt in a slow merge.
@@ -37,6 +37,9 @@ mod runtime;
 /// What a worker moved from an official SDK expects: task domains, in-progress outcomes,
 /// task logs (bounds, redaction), no publication from an in-progress outcome.
 mod sdk_parity;
+/// Set-up without hand work (SPEC §16): register, drift, preflight, config sources and the
+/// smaller CLI defects, with the `perago` binary against a dev server.
+mod setup;
 /// TaskDefs of the example targets against the golden files in `tests/golden/`.
 mod taskdef_golden;
 /// TLS (test CA, client certificates) and proxies (`HTTPS_PROXY`, `NO_PROXY`) on loopback.
