@@ -247,6 +247,47 @@ fn a_body_that_ignores_its_token_is_abandoned_and_the_process_exits_non_zero() {
     assert_eq!(tasks(&server, &id)[0]["status"], "IN_PROGRESS");
 }
 
+#[test]
+fn a_drain_deadline_that_cancels_attempts_exits_with_forced_drain() {
+    let server = dev_server();
+    let dir = tempfile::tempdir().unwrap();
+    register(&server, "examples.echo", 60, 0);
+    // The body sleeps cancellably: the deadline cancels it, nothing is abandoned.
+    let id = start(
+        &server,
+        "examples.echo",
+        json!({"message": "slow", "sleep_ms": 600_000}),
+    );
+    let mut env = server_env(&server);
+    env.push(("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "1s".into()));
+    let mut child = spawn(
+        PERAGO,
+        dir.path(),
+        &["start", "examples.echo", "--execution-mode", "thread"],
+        &env,
+    );
+    wait_until("the slow task to be running", LONG, || {
+        tasks(&server, &id)[0]["status"] == "IN_PROGRESS"
+    });
+    terminate(&child);
+    let status = wait_exit(&mut child, LONG);
+    let mut text = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut text).unwrap();
+    }
+    assert_eq!(status.code(), Some(7), "FORCED_DRAIN: {text}");
+    assert!(
+        text.contains(
+            "error: drain deadline passed: in-flight attempts were cancelled and reported FAILED"
+        ),
+        "{text}"
+    );
+    wait_until("the cancelled task to be reported", LONG, || {
+        tasks(&server, &id)[0]["status"] == "FAILED"
+    });
+}
+
 fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("log dir {}: {e}", dir.display()))
