@@ -739,3 +739,72 @@ fn run_prefix_dir_is_the_prefix_directory_itself() {
         "error: --apply needs --workspace-dir DIR",
     );
 }
+
+#[test]
+fn env_file_reaches_process_mode_children_and_register_resolves_every_target_first() {
+    let server = dev_server();
+    let scratch = Scratch::new();
+    // Only the file knows the servers: nothing in the environment, no ./.env.
+    std::fs::write(
+        scratch.path().join("dev.env"),
+        server.env_lines().join("\n") + "\n",
+    )
+    .unwrap();
+    let with_file = |args: &[&str]| -> Vec<String> {
+        ["--env-file", "dev.env"]
+            .iter()
+            .chain(args)
+            .map(|arg| (*arg).to_owned())
+            .collect()
+    };
+    let run = |args: &[&str]| {
+        let args = with_file(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        scratch.run(&args, &[])
+    };
+    // An unknown second target: nothing registered.
+    let output = run(&["register", "examples.echo", "examples.nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+    assert_eq!(registered(&server, "examples.echo"), None);
+    let output = run(&["register", "examples.echo"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let args = with_file(&[
+        "start",
+        "examples.echo",
+        "-j",
+        "1",
+        "--execution-mode",
+        "process",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut supervisor = scratch
+        .command(&args, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let output = run(&[
+        "workflow",
+        "examples.echo",
+        "--param",
+        "message=from a child",
+    ]);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&supervisor),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = supervisor.wait().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let printed = stdout(&output);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(lines[0].ends_with(": COMPLETED"), "{printed}");
+    assert_eq!(lines[1], r#"{"result":{"message":"from a child"}}"#);
+    assert_eq!(status.code(), Some(0));
+}
