@@ -110,6 +110,7 @@ pub fn load_env_file(
 }
 
 /// The 1-based line that sets each key in `.env` text (the last one, which wins).
+#[cfg(feature = "cli")]
 pub fn dotenv_line_numbers(text: &str) -> BTreeMap<String, usize> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = BTreeMap::new();

@@ -13,7 +13,8 @@
 //! - [`render`]: `perago config` output, JSON and text, secrets redacted.
 //! - [`worker`]: per-task worker settings (domain, poll interval/timeout, batch size) with
 //!   the Conductor SDKs' variable lookup order.
-//! - [`sources`]: where each value came from (default, `.env` line, environment, flag).
+//! - `sources` (feature `cli`): where each value came from (default, `.env` line,
+//!   environment, flag), for `perago config` and CLI errors.
 
 pub mod dotenv;
 pub mod net;
@@ -22,6 +23,7 @@ pub mod parse;
 pub mod render;
 pub mod runtime;
 pub mod secret;
+#[cfg(feature = "cli")]
 pub mod sources;
 pub mod worker;
 
@@ -31,5 +33,6 @@ pub use observe::{AdminConfig, LogFormat, MetricsConfig, ObservabilityConfig};
 pub use parse::{ConfigError, ExecutionMode};
 pub use runtime::{ConductorAuth, ConductorConfig, ConfigOverrides, LakefsConfig, RuntimeConfig};
 pub use secret::Secret;
+#[cfg(feature = "cli")]
 pub use sources::{ConfigSources, ValueSource};
 pub use worker::{WorkerProperty, WorkerSettings};

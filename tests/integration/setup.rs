@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 /// The shipped binary.
 const PERAGO: &str = env!("CARGO_BIN_EXE_perago");
 
+/// Environment variables given to a command.
+type Env = Vec<(&'static str, String)>;
+
 /// A scratch directory the commands run in, with exactly the environment given.
 struct Scratch {
     dir: tempfile::TempDir,
@@ -72,7 +75,7 @@ fn dev_server() -> DevServer {
 }
 
 /// Conductor and lakeFS of `server`.
-fn server_env(server: &DevServer) -> Vec<(&'static str, String)> {
+fn server_env(server: &DevServer) -> Env {
     vec![
         ("CONDUCTOR_SERVER_URL", server.conductor_url()),
         ("LAKECTL_SERVER_ENDPOINT_URL", server.lakefs_endpoint()),
@@ -88,11 +91,7 @@ fn server_env(server: &DevServer) -> Vec<(&'static str, String)> {
 }
 
 /// `env` with `key` set to `value` (replaced when present).
-fn with(
-    mut env: Vec<(&'static str, String)>,
-    key: &'static str,
-    value: &str,
-) -> Vec<(&'static str, String)> {
+fn with(mut env: Env, key: &'static str, value: &str) -> Env {
     env.retain(|(k, _)| *k != key);
     env.push((key, value.to_owned()));
     env
@@ -261,7 +260,7 @@ fn every_preflight_failure_is_one_line_naming_the_cause_and_the_fix() {
     let root = root.trim_end_matches("/api");
     let lakefs = server.lakefs_endpoint();
     let refused = format!("http://127.0.0.1:{}", closed_port());
-    let cases: Vec<(&str, Vec<(&'static str, String)>, String)> = vec![
+    let cases: Vec<(&str, Env, String)> = vec![
         (
             "examples.echo",
             with(
@@ -399,7 +398,7 @@ fn offline_check_refuses_what_start_refuses_without_the_network() {
             format!("http://127.0.0.1:{}/api", closed_port()),
         )]
     };
-    let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
+    let cases: Vec<(Env, &str)> = vec![
         (
             with(vec![], "CONDUCTOR_SERVER_URL", "notaurl"),
             "error: CONDUCTOR_SERVER_URL must be an http:// or https:// URL with a host, such as 'http://localhost:8080/api'",
