@@ -13,6 +13,7 @@
 //! [`preflight`](super::preflight) that `start` runs.
 
 use super::preflight::preflight;
+use super::start::check_metrics_config;
 use super::target_set::{distinct, set_name};
 use super::{CommandResult, Globals, Outcome, load_config, resolve_task};
 use crate::config::ConfigOverrides;
@@ -33,6 +34,7 @@ pub(crate) fn run(
         .iter()
         .map(|name| resolve_task(targets, name))
         .collect::<Result<Vec<_>, _>>()?;
+    check_metrics_config(&config, &tasks)?;
     let any_workspace = tasks.iter().any(Task::is_workspace_task);
     if online {
         let checked: Vec<(&str, &Task)> = names.iter().map(String::as_str).zip(&tasks).collect();

@@ -5,7 +5,7 @@
 //! Every failure is one [`PreflightError`] whose message names the cause and the fix; the
 //! HTTP error it came from, when there is one, is its `source` (printed once after it).
 //! URLs in messages are the configured ones, which configuration guarantees carry no
-//! userinfo.
+//! userinfo (and which are redacted all the same, for configurations built in code).
 
 use super::drift::{FieldChange, compare};
 use crate::conductor::{ConductorClient, ConductorError};
@@ -14,6 +14,7 @@ use crate::lakefs::LakefsClient;
 use crate::lakefs::client::LakefsError;
 use crate::task::{CancelToken, Task};
 use crate::taskdef::task_def;
+use crate::util::redact_url;
 
 /// Why an online check failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,7 @@ pub(crate) fn conductor_registration(
     task: &Task,
 ) -> Result<Registration, super::CliError> {
     let client = ConductorClient::new(conductor);
-    let url = conductor.server_url().to_owned();
+    let url = redact_url(conductor.server_url());
     match client.get_task_def(task.name()) {
         Ok(Some(registered)) => Ok(Registration::Registered(compare(
             task,
@@ -197,7 +198,7 @@ pub(crate) fn check_conductor(
 
 /// lakeFS reachable and the credentials accepted (`GET /api/v1/user`).
 pub(crate) fn check_lakefs(lakefs: &LakefsConfig) -> Result<(), PreflightError> {
-    let url = lakefs.endpoint_url().to_owned();
+    let url = redact_url(lakefs.endpoint_url());
     let client =
         LakefsClient::from_config(lakefs).map_err(|source| PreflightError::LakefsCheck {
             url: url.clone(),

@@ -21,7 +21,7 @@ use super::preflight::preflight;
 use super::serve::{ServeOptions, ServedTask, serve};
 use super::target_set::{TargetSpec, set_name, worker_counts};
 use super::{CliError, CommandResult, Globals, Outcome, load_config, resolve_task};
-use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, WorkerSettings};
+use crate::config::{ConfigError, ConfigOverrides, ExecutionMode, RuntimeConfig, WorkerSettings};
 use crate::registry::Targets;
 use crate::task::Task;
 
@@ -47,20 +47,7 @@ pub(crate) fn run(
     if tasks.iter().any(Task::is_workspace_task) {
         config.require_lakefs()?;
     }
-    // The reference's rules for metrics-enabled tasks; the admin listener's /metrics counts
-    // as a destination too.
-    let observability = config.observability();
-    for spec in tasks.iter().filter_map(Task::metrics) {
-        if observability.metrics.is_none() && observability.admin.is_none() {
-            return Err(ConfigError::MetricsEndpointRequired.into());
-        }
-        if spec.worker_capacity
-            && observability.metrics.is_some()
-            && observability.instance_id.is_none()
-        {
-            return Err(ConfigError::InstanceIdRequired.into());
-        }
-    }
+    check_metrics_config(&config, &tasks)?;
     let defaults: Vec<usize> = tasks
         .iter()
         .map(|task| effective_jobs(jobs, &config.worker(task.name())))
@@ -95,6 +82,25 @@ pub(crate) fn run(
     Ok(Outcome::Runtime(exit))
 }
 
+/// The reference's rules for metrics-enabled tasks (the admin listener's /metrics counts as
+/// a destination too); offline `check` applies them as well, so it refuses what `start`
+/// refuses.
+pub(crate) fn check_metrics_config(config: &RuntimeConfig, tasks: &[Task]) -> Result<(), CliError> {
+    let observability = config.observability();
+    for spec in tasks.iter().filter_map(Task::metrics) {
+        if observability.metrics.is_none() && observability.admin.is_none() {
+            return Err(ConfigError::MetricsEndpointRequired.into());
+        }
+        if spec.worker_capacity
+            && observability.metrics.is_some()
+            && observability.instance_id.is_none()
+        {
+            return Err(ConfigError::InstanceIdRequired.into());
+        }
+    }
+    Ok(())
+}
+
 /// `-j` when given, else the task's `thread_count` worker setting, else 1 (a target's own
 /// `target=N` wins over all three).
 fn effective_jobs(jobs: Option<usize>, worker: &WorkerSettings) -> usize {
@@ -105,7 +111,6 @@ fn effective_jobs(jobs: Option<usize>, worker: &WorkerSettings) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RuntimeConfig;
     use std::collections::BTreeMap;
 
     #[test]

@@ -13,9 +13,9 @@ use super::parse::{non_blank, vars};
 use super::runtime::ConfigOverrides;
 
 /// Every variable `perago config` reports a source for, in SPEC §2 table order, then the
-/// TLS files. (Proxy variables and per-task worker settings have several spellings each and
-/// are not reported.)
-pub const REPORTED_VARS: [&str; 24] = [
+/// TLS files and the observability variables (SPEC §15). (Proxy variables and per-task
+/// worker settings have several spellings each and are not reported.)
+pub const REPORTED_VARS: [&str; 33] = [
     vars::PERAGO_WORKSPACE_ROOT,
     vars::PERAGO_LOG_ROOT,
     vars::PERAGO_LOG_FILE_MAX_SIZE,
@@ -40,6 +40,15 @@ pub const REPORTED_VARS: [&str; 24] = [
     LAKEFS_TLS.ca_cert,
     LAKEFS_TLS.client_cert,
     LAKEFS_TLS.client_key,
+    vars::PERAGO_LOG_FORMAT,
+    vars::PERAGO_LOG_LEVEL,
+    vars::PERAGO_ADMIN_ADDR,
+    vars::PERAGO_ADMIN_TOKEN,
+    vars::PERAGO_INSTANCE_ID,
+    vars::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    vars::OTEL_EXPORTER_OTLP_METRICS_COMPRESSION,
+    vars::OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    vars::OTEL_METRIC_EXPORT_INTERVAL,
 ];
 
 /// Where one value came from.
