@@ -823,3 +823,44 @@ fn env_file_reaches_process_mode_children_and_register_resolves_every_target_fir
     assert_eq!(lines[1], r#"{"result":{"message":"from a child"}}"#);
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn workflow_exits_8_when_nothing_completes_it_and_refuses_workspace_tasks() {
+    let server = dev_server();
+    let scratch = Scratch::new();
+    let env = server_env(&server);
+    let output = scratch.run(&["register", "examples.echo"], &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // No worker runs: the workflow is still running at the timeout.
+    let output = scratch.run(
+        &[
+            "workflow",
+            "examples.echo",
+            "--param",
+            "message=hi",
+            "--timeout",
+            "1",
+        ],
+        &env,
+    );
+    assert_eq!(output.status.code(), Some(8), "{}", stderr(&output));
+    let printed = stdout(&output);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines[0].starts_with("workflow ") && lines[0].ends_with(": RUNNING"),
+        "{printed}"
+    );
+    assert_eq!(
+        lines[1],
+        "reason: still running after 1 s (is `perago start examples.echo` running?)"
+    );
+    assert_error(
+        &scratch.run(&["workflow", "examples.features_build"], &env),
+        "error: perago workflow runs workspace-free tasks only; features.build needs a lakeFS \
+         commit in its input: start it from your own workflow definition",
+    );
+    assert_error(
+        &scratch.run(&["workflow", "examples.echo", "--param", "novalue"], &env),
+        "error: --param novalue must be KEY=VALUE",
+    );
+}
