@@ -28,6 +28,7 @@ use super::parse::{
 };
 use super::secret::Secret;
 use super::worker::{WorkerSettings, WorkerSettingsSource};
+use crate::util::redact_url;
 
 /// Orkes-style key/secret pair used to obtain a Conductor access token (beyond the reference).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,7 +56,10 @@ impl ConductorAuth {
 }
 
 /// Where and how to reach Conductor.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+///
+/// `Debug` shows the URL without userinfo (configuration refuses it, but a config built in
+/// code with [`ConductorConfig::new`] is not validated).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConductorConfig {
     server_url: String,
@@ -65,6 +69,29 @@ pub struct ConductorConfig {
     tls: Option<TlsFiles>,
     #[serde(default)]
     proxy: Option<ProxyUrl>,
+}
+
+impl std::fmt::Debug for ConductorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConductorConfig")
+            .field("server_url", &redact_url(&self.server_url))
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LakefsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakefsConfig")
+            .field("endpoint_url", &redact_url(&self.endpoint_url))
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
+            .finish()
+    }
 }
 
 impl ConductorConfig {
@@ -102,7 +129,9 @@ impl ConductorConfig {
 }
 
 /// Where and how to reach lakeFS.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+///
+/// `Debug` shows the URL without userinfo and the secret key redacted.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakefsConfig {
     endpoint_url: String,
@@ -1039,6 +1068,22 @@ mod tests {
                 .map_err(str::to_owned);
             assert_eq!(got, expected, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_urls_userinfo() {
+        let conductor = ConductorConfig::new("http://u:PASSWORD@c:8080/api".into(), None);
+        let lakefs = LakefsConfig::new(
+            "http://PASSWORD@l:8000".into(),
+            "key".into(),
+            Secret::new("SECRET".into()),
+        );
+        let text = format!("{conductor:?} {lakefs:?}");
+        assert!(
+            !text.contains("PASSWORD") && !text.contains("SECRET"),
+            "{text}"
+        );
+        assert!(text.contains("http://***@c:8080/api"), "{text}");
     }
 
     #[test]
