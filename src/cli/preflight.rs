@@ -204,25 +204,29 @@ pub(crate) fn check_lakefs(lakefs: &LakefsConfig) -> Result<(), PreflightError> 
             url: url.clone(),
             source: Box::new(source),
         })?;
-    match client.verify_credentials(&CancelToken::never()) {
-        Ok(()) => Ok(()),
-        Err(error) => Err(match error {
-            LakefsError::Transport { .. } | LakefsError::Timeout { .. } => {
-                PreflightError::LakefsUnreachable {
-                    url,
-                    source: Box::new(error),
-                }
-            }
-            LakefsError::Status {
-                status: status @ (401 | 403),
-                ..
-            } => PreflightError::LakefsCredentialsRejected { url, status },
-            LakefsError::Status { status: 404, .. } => PreflightError::LakefsWrongUrl { url },
-            other => PreflightError::LakefsCheck {
+    client
+        .verify_credentials(&CancelToken::never())
+        .map_err(|error| classify_lakefs(url, error))
+}
+
+/// Which preflight failure a lakeFS credential-check error is.
+fn classify_lakefs(url: String, error: LakefsError) -> PreflightError {
+    match error {
+        LakefsError::Transport { .. } | LakefsError::Timeout { .. } => {
+            PreflightError::LakefsUnreachable {
                 url,
-                source: Box::new(other),
-            },
-        }),
+                source: Box::new(error),
+            }
+        }
+        LakefsError::Status {
+            status: status @ (401 | 403),
+            ..
+        } => PreflightError::LakefsCredentialsRejected { url, status },
+        LakefsError::Status { status: 404, .. } => PreflightError::LakefsWrongUrl { url },
+        other => PreflightError::LakefsCheck {
+            url,
+            source: Box::new(other),
+        },
     }
 }
 
@@ -243,4 +247,58 @@ pub(crate) fn preflight(
         check_lakefs(lakefs)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo() -> Task {
+        crate::examples::targets()
+            .resolve("examples.echo")
+            .expect("example target")
+    }
+
+    #[test]
+    fn a_403_is_refused_auth_like_a_401_for_both_servers() {
+        let url = "http://c/api".to_owned();
+        let status = |status| ConductorError::Status {
+            method: "GET",
+            url: "http://c/api/metadata/taskdefs/examples.echo".into(),
+            status,
+            message: None,
+        };
+        for code in [401, 403] {
+            let error = classify_conductor(url.clone(), &echo(), status(code));
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "Conductor at http://c/api rejected the request (HTTP {code}); check CONDUCTOR_AUTH_KEY and CONDUCTOR_AUTH_SECRET"
+                )
+            );
+            let error = classify_lakefs(
+                "http://l".into(),
+                LakefsError::Status {
+                    operation: "get current user",
+                    method: "GET",
+                    url: "http://l/api/v1/user".into(),
+                    status: code,
+                    message: "no".into(),
+                    request_id: None,
+                },
+            );
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "lakeFS at http://l rejected the credentials (HTTP {code}); check LAKECTL_CREDENTIALS_ACCESS_KEY_ID and LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"
+                )
+            );
+        }
+        // Any other status is a failed check that keeps its cause.
+        let error = classify_conductor(url, &echo(), status(500));
+        assert_eq!(
+            error.to_string(),
+            "failed to check Conductor TaskDef 'examples.echo'"
+        );
+    }
 }
