@@ -116,10 +116,12 @@ pub mod __private {
         NoFence, NoObserver, StageRequest, StoreError, WorkspaceRef, WorkspaceStore, run_attempt,
         run_attempt_observed,
     };
+    pub use crate::lakefs::stage::stage_changes_with;
     pub use crate::lakefs::store::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
     pub use crate::lakefs::{
-        ClientOptions as LakefsClientOptions, LakefsClient, LakefsStore, UploadSource,
-        download_prefix, stage_changes,
+        CacheKey, CacheStats, ClientOptions as LakefsClientOptions, FetchOptions, LakefsClient,
+        LakefsStore, ObjectCache, UploadSource, download_prefix, download_prefix_with,
+        stage_changes,
     };
     pub use crate::logging::path::LogFileName;
     pub use crate::logging::{

@@ -5,8 +5,79 @@
 //! [`Service`]; the service answers with a [`Routed`] response that names the route pattern,
 //! which the server uses for request counters.
 
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// Content kept in a file instead of memory: a large request body spooled by the transport,
+/// or a large object's data. A temporary file is removed when its last handle is dropped.
+#[derive(Debug)]
+pub struct DiskFile {
+    path: PathBuf,
+    len: u64,
+    /// Owns (and removes on drop) a temporary file; `None` for a file owned elsewhere.
+    _temporary: Option<tempfile::TempPath>,
+}
+
+impl DiskFile {
+    /// A temporary file of `len` bytes, removed when dropped.
+    pub fn temporary(path: tempfile::TempPath, len: u64) -> DiskFile {
+        DiskFile {
+            path: path.to_path_buf(),
+            len,
+            _temporary: Some(path),
+        }
+    }
+
+    /// A file of `len` bytes whose lifetime is managed elsewhere (a data dir blob).
+    pub fn persistent(path: PathBuf, len: u64) -> DiskFile {
+        DiskFile {
+            path,
+            len,
+            _temporary: None,
+        }
+    }
+
+    /// Where the content is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Opens it for reading.
+    pub fn open(&self) -> io::Result<File> {
+        File::open(&self.path)
+    }
+
+    /// Reads it whole into memory (for bodies a route needs as bytes).
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        std::fs::read(&self.path)
+    }
+}
+
+/// A response body streamed from (part of) a file.
+#[derive(Debug, Clone)]
+pub struct FileBody {
+    /// The file.
+    pub file: Arc<DiskFile>,
+    /// First byte sent.
+    pub offset: u64,
+    /// Bytes sent.
+    pub len: u64,
+}
 
 /// One HTTP request, fully read, as a service sees it.
 #[derive(Debug, Clone, Default)]
@@ -21,8 +92,11 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// Request headers in request order (names as sent).
     pub headers: Vec<(String, String)>,
-    /// The request body.
+    /// The request body (empty when it was spooled to a file).
     pub body: Vec<u8>,
+    /// A large body, spooled to a file by the transport (only object uploads receive one;
+    /// every other route gets its body in `body`).
+    pub spooled: Option<Arc<DiskFile>>,
 }
 
 impl Request {
@@ -62,6 +136,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The response body.
     pub body: Vec<u8>,
+    /// A body streamed from a file instead of `body` (object content).
+    pub file: Option<FileBody>,
 }
 
 impl Response {
@@ -72,6 +148,7 @@ impl Response {
                 status,
                 headers: vec![("Content-Type".into(), "application/json".into())],
                 body,
+                file: None,
             },
             Err(err) => Response::text(500, &format!("failed to encode response: {err}")),
         }
@@ -83,6 +160,7 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "text/plain".into())],
             body: text.as_bytes().to_vec(),
+            file: None,
         }
     }
 
@@ -92,6 +170,7 @@ impl Response {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            file: None,
         }
     }
 
@@ -101,7 +180,25 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), content_type.into())],
             body,
+            file: None,
         }
+    }
+
+    /// A response streaming `body` from a file, with the given content type.
+    pub fn file(status: u16, content_type: &str, body: FileBody) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: Vec::new(),
+            file: Some(body),
+        }
+    }
+
+    /// The length of the body, wherever it is.
+    pub fn body_len(&self) -> u64 {
+        self.file
+            .as_ref()
+            .map_or(self.body.len() as u64, |file| file.len)
     }
 
     /// Adds a header and returns the response.

@@ -16,13 +16,16 @@ use serde_json::json;
 
 use super::conductor::{ConductorOptions, ConductorService, EmptyPoll, Engine, UpdateV2};
 use super::faults::{Decision, DropPoint, FaultRule, Faults};
-use super::http::{Request, Response, Routed, Service};
+use super::http::{DiskFile, Request, Response, Routed, Service};
 use super::lakefs::{LakefsCredentials, LakefsService, LakefsServiceError};
 use super::stats::Stats;
 use super::transport::{HttpServer, Incoming, Limits, Reply};
 
-/// Largest request body accepted by default (larger → 413).
-pub const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest request body accepted by default (larger → 413): an object of 5 GiB, the
+/// largest single upload S3 takes. Bodies over 1 MiB are spooled to disk, never memory.
+pub const MAX_BODY_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest body a route other than an object upload reads into memory (larger → 413).
+pub const MAX_IN_MEMORY_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// The lakeFS access key id the dev server accepts by default.
 pub const DEFAULT_ACCESS_KEY_ID: &str = "AKIAIOSFOLQUICKSTART";
 /// The lakeFS secret the dev server accepts by default (a well-known local-only value).
@@ -51,6 +54,10 @@ pub struct DevServerOptions {
     pub idle_timeout: Duration,
     /// Largest request body; larger → 413 and the connection is closed.
     pub max_body_bytes: u64,
+    /// Announce and serve pre-signed URLs (`pre_sign_support`), valid this long; `None`
+    /// (the default) keeps every transfer on the lakeFS API. Switchable at run time
+    /// ([`LakefsService::set_presign`]).
+    pub presign_ttl: Option<Duration>,
 }
 
 impl Default for DevServerOptions {
@@ -65,6 +72,7 @@ impl Default for DevServerOptions {
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30),
             max_body_bytes: MAX_BODY_BYTES,
+            presign_ttl: None,
         }
     }
 }
@@ -108,6 +116,8 @@ struct Shared {
     changes: AtomicU64,
     /// One save at a time: autosave, `save()` and the final save share temporary files.
     saving: Mutex<()>,
+    /// The spool directory of a server without a data dir (removed on stop).
+    _spool: Option<tempfile::TempDir>,
 }
 
 /// How often the sweeper saves the state of a server with a data dir, when it changed.
@@ -137,10 +147,32 @@ impl std::fmt::Debug for DevServer {
 }
 
 const CONDUCTOR_STATE_FILE: &str = "conductor-state.json";
+/// Where the emulated object store serves pre-signed URLs.
+pub const STORAGE_MOUNT: &str = "/_storage";
 
 impl DevServer {
     /// Starts a dev server.
     pub fn start(options: DevServerOptions) -> Result<DevServer, DevServerError> {
+        // Large bodies and objects live in the data dir, or in a temporary dir of our own.
+        let (spool_dir, spool) = match &options.data_dir {
+            Some(dir) => {
+                let spool = dir.join("spool");
+                std::fs::create_dir_all(&spool).map_err(|source| {
+                    DevServerError::Lakefs(LakefsServiceError::Io {
+                        path: spool.clone(),
+                        source,
+                    })
+                })?;
+                (spool, None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("perago-devserver-")
+                    .tempdir()
+                    .map_err(DevServerError::Spawn)?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
         let lakefs = LakefsService::new(
             LakefsCredentials {
                 access_key_id: options.access_key_id.clone(),
@@ -173,8 +205,11 @@ impl DevServer {
             data_dir: options.data_dir.clone(),
             changes: AtomicU64::new(0),
             saving: Mutex::new(()),
+            _spool: spool,
         });
+        shared.lakefs.set_presign(options.presign_ttl);
         let limits = Limits {
+            spool_dir: Some(spool_dir),
             max_body_bytes: options.max_body_bytes,
             max_connections: options.max_connections.max(1),
             read_timeout: options.idle_timeout,
@@ -394,6 +429,7 @@ fn handle(incoming: Incoming, shared: &Shared) -> Reply {
             query,
             incoming.headers,
             incoming.body,
+            incoming.spooled,
         ),
     };
     match decision.drop {
@@ -416,9 +452,12 @@ fn route(
     query: &str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    spooled: Option<Arc<DiskFile>>,
 ) -> Response {
     let (mount, service, rest): (&str, Option<&dyn Service>, &str) =
-        if let Some(rest) = path.strip_prefix("/api/v1") {
+        if let Some(rest) = path.strip_prefix(STORAGE_MOUNT) {
+            ("storage", None, rest)
+        } else if let Some(rest) = path.strip_prefix("/api/v1") {
             ("lakefs", Some(&shared.lakefs), rest)
         } else if let Some(rest) = path.strip_prefix("/api") {
             ("conductor", Some(&shared.conductor), rest)
@@ -435,6 +474,24 @@ fn route(
             return error_body(404, "not found");
         };
     let rest = if rest.is_empty() { "/" } else { rest };
+    // Only object uploads stream their bodies; every other route reads a bounded one.
+    let streams_body = match mount {
+        "storage" => true,
+        "lakefs" => method == "POST" && rest.trim_end_matches('/').ends_with("/objects"),
+        _ => false,
+    };
+    let (body, spooled) = match spooled {
+        Some(file) if !streams_body => {
+            if file.len() > MAX_IN_MEMORY_BODY_BYTES {
+                return error_body(413, "request body too large");
+            }
+            match file.read_all() {
+                Ok(bytes) => (bytes, None),
+                Err(_) => return error_body(500, "request body could not be read"),
+            }
+        }
+        other => (body, other),
+    };
     let request = Request {
         method: method.to_owned(),
         path: rest.to_owned(),
@@ -457,10 +514,12 @@ fn route(
             .collect(),
         headers,
         body,
+        spooled,
     };
-    let Routed { route, response } = match service {
-        Some(service) => service.handle(&request),
-        None => admin(shared, &request),
+    let Routed { route, response } = match (mount, service) {
+        (_, Some(service)) => service.handle(&request),
+        ("storage", None) => shared.lakefs.handle_storage(&request),
+        _ => admin(shared, &request),
     };
     shared.stats.record(mount, route);
     if mount != "admin" && method != "GET" && method != "HEAD" {

@@ -9,8 +9,9 @@
 //! Request heads are parsed by `httparse`; this module only frames and writes.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use rustix::event::{PollFd, PollFlags, Timespec};
 
-use super::http::Response;
+use super::http::{DiskFile, Response};
 
 /// Largest request head (request line plus headers) accepted; larger → 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -32,9 +33,14 @@ const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the accept loop looks at the stop flag while no connection arrives.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
 
+/// Bodies larger than this are spooled to a file instead of memory.
+pub(crate) const SPOOL_THRESHOLD: u64 = 1024 * 1024;
+
 /// Limits and timeouts of one server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Limits {
+    /// Where bodies over [`SPOOL_THRESHOLD`] are spooled (`None`: the system temp dir).
+    pub spool_dir: Option<PathBuf>,
     /// Largest request body; larger → 413 and the connection is closed.
     pub max_body_bytes: u64,
     /// Most open connections; more are answered 503 and closed.
@@ -49,6 +55,7 @@ pub(crate) struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            spool_dir: None,
             max_body_bytes: 64 * 1024 * 1024,
             max_connections: 1024,
             read_timeout: Duration::from_secs(30),
@@ -66,8 +73,10 @@ pub(crate) struct Incoming {
     pub target: String,
     /// Headers in request order.
     pub headers: Vec<(String, String)>,
-    /// The body, de-chunked.
+    /// The body, de-chunked (empty when spooled).
     pub body: Vec<u8>,
+    /// A body over [`SPOOL_THRESHOLD`], in a temporary file.
+    pub spooled: Option<Arc<DiskFile>>,
 }
 
 /// What to do with a request.
@@ -119,7 +128,7 @@ impl HttpServer {
             std::thread::Builder::new()
                 .name(format!("{name}-accept"))
                 .spawn(move || {
-                    accept_loop(&listener, &name, limits, &handler, &stopping, &connections)
+                    accept_loop(&listener, &name, &limits, &handler, &stopping, &connections)
                 })?
         };
         Ok(HttpServer {
@@ -166,7 +175,7 @@ impl Drop for HttpServer {
 fn accept_loop(
     listener: &TcpListener,
     name: &str,
-    limits: Limits,
+    limits: &Limits,
     handler: &Arc<Handler>,
     stopping: &AtomicBool,
     connections: &Arc<Mutex<Connections>>,
@@ -186,7 +195,7 @@ fn accept_loop(
         }
         loop {
             match listener.accept() {
-                Ok((stream, _)) => admit(stream, name, limits, handler, connections),
+                Ok((stream, _)) => admit(stream, name, limits.clone(), handler, connections),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
@@ -239,7 +248,7 @@ fn admit(
     let spawned = std::thread::Builder::new()
         .name(format!("{name}-conn-{id}"))
         .spawn(move || {
-            serve_connection(stream, limits, &*handler);
+            serve_connection(stream, &limits, &*handler);
             // Dropping our own JoinHandle detaches this thread, which is ending anyway.
             owner.lock().open.remove(&id);
         });
@@ -359,7 +368,7 @@ impl From<io::Error> for ReadError {
     }
 }
 
-fn serve_connection(stream: TcpStream, limits: Limits, handler: &Handler) {
+fn serve_connection(stream: TcpStream, limits: &Limits, handler: &Handler) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -376,7 +385,7 @@ fn serve_connection(stream: TcpStream, limits: Limits, handler: &Handler) {
                 return refuse(&mut writer, &mut inbound, status, message);
             }
         };
-        let body = match read_body(&mut inbound, &mut writer, &head, limits.max_body_bytes) {
+        let (body, spooled) = match read_body(&mut inbound, &mut writer, &head, limits) {
             Ok(body) => body,
             Err(ReadError::Gone) => return,
             Err(ReadError::Refuse(status, message)) => {
@@ -390,6 +399,7 @@ fn serve_connection(stream: TcpStream, limits: Limits, handler: &Handler) {
             target: head.target,
             headers: head.headers,
             body,
+            spooled,
         });
         let response = match reply {
             Reply::Respond(response) => response,
@@ -481,12 +491,84 @@ fn read_head(inbound: &mut Inbound) -> Result<Option<Head>, ReadError> {
     }
 }
 
+/// Where a body goes while it is read: memory, until it passes [`SPOOL_THRESHOLD`], then a
+/// temporary file in the spool dir.
+enum BodySink {
+    Memory(Vec<u8>),
+    File(io::BufWriter<tempfile::NamedTempFile>, u64),
+}
+
+impl BodySink {
+    fn len(&self) -> u64 {
+        match self {
+            BodySink::Memory(bytes) => bytes.len() as u64,
+            BodySink::File(_, len) => *len,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8], limits: &Limits) -> io::Result<()> {
+        if let BodySink::Memory(memory) = self
+            && memory.len() as u64 + bytes.len() as u64 > SPOOL_THRESHOLD
+        {
+            let file = match &limits.spool_dir {
+                Some(dir) => tempfile::NamedTempFile::new_in(dir)?,
+                None => tempfile::NamedTempFile::new()?,
+            };
+            let mut writer = io::BufWriter::with_capacity(256 * 1024, file);
+            writer.write_all(memory)?;
+            *self = BodySink::File(writer, memory.len() as u64);
+        }
+        match self {
+            BodySink::Memory(memory) => memory.extend_from_slice(bytes),
+            BodySink::File(writer, len) => {
+                writer.write_all(bytes)?;
+                *len += bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<(Vec<u8>, Option<Arc<DiskFile>>)> {
+        match self {
+            BodySink::Memory(bytes) => Ok((bytes, None)),
+            BodySink::File(writer, len) => {
+                let file = writer.into_inner().map_err(|e| e.into_error())?;
+                Ok((
+                    Vec::new(),
+                    Some(Arc::new(DiskFile::temporary(file.into_temp_path(), len))),
+                ))
+            }
+        }
+    }
+}
+
+/// Moves exactly `n` bytes from the connection into `sink`.
+fn read_into_sink(
+    inbound: &mut Inbound,
+    mut left: u64,
+    sink: &mut BodySink,
+    limits: &Limits,
+) -> Result<(), ReadError> {
+    while left > 0 {
+        if inbound.pending().is_empty() && inbound.fill()? == 0 {
+            return Err(ReadError::Gone);
+        }
+        let take = left.min(inbound.pending().len() as u64) as usize;
+        sink.write(&inbound.pending()[..take], limits)
+            .map_err(|_| ReadError::Refuse(507, "request body could not be stored"))?;
+        inbound.consume(take);
+        left -= take as u64;
+    }
+    Ok(())
+}
+
 fn read_body(
     inbound: &mut Inbound,
     writer: &mut TcpStream,
     head: &Head,
-    max: u64,
-) -> Result<Vec<u8>, ReadError> {
+    limits: &Limits,
+) -> Result<(Vec<u8>, Option<Arc<DiskFile>>), ReadError> {
+    let max = limits.max_body_bytes;
     let chunked = match head.header("Transfer-Encoding") {
         Some(coding) if coding.trim().eq_ignore_ascii_case("chunked") => true,
         Some(_) => return Err(ReadError::Refuse(501, "unsupported transfer encoding")),
@@ -520,20 +602,22 @@ fn read_body(
     if length != Some(0) && head.has_token("Expect", "100-continue") {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
-    let mut body = Vec::new();
+    let mut sink = BodySink::Memory(Vec::with_capacity(
+        length.unwrap_or(0).min(SPOOL_THRESHOLD) as usize
+    ));
     match length {
-        Some(length) => {
-            let length = usize::try_from(length)
-                .map_err(|_| ReadError::Refuse(413, "request body too large"))?;
-            body.reserve(length);
-            inbound.read_exact_into(length, &mut body)?;
-        }
-        None => read_chunked(inbound, &mut body, max)?,
+        Some(length) => read_into_sink(inbound, length, &mut sink, limits)?,
+        None => read_chunked(inbound, &mut sink, limits)?,
     }
-    Ok(body)
+    sink.finish()
+        .map_err(|_| ReadError::Refuse(507, "request body could not be stored"))
 }
 
-fn read_chunked(inbound: &mut Inbound, body: &mut Vec<u8>, max: u64) -> Result<(), ReadError> {
+fn read_chunked(
+    inbound: &mut Inbound,
+    body: &mut BodySink,
+    limits: &Limits,
+) -> Result<(), ReadError> {
     loop {
         let size = loop {
             match httparse::parse_chunk_size(inbound.pending()) {
@@ -555,10 +639,10 @@ fn read_chunked(inbound: &mut Inbound, body: &mut Vec<u8>, max: u64) -> Result<(
         if size == 0 {
             return skip_trailers(inbound);
         }
-        if body.len() as u64 + size > max {
+        if body.len() + size > limits.max_body_bytes {
             return Err(ReadError::Refuse(413, "request body too large"));
         }
-        inbound.read_exact_into(size as usize, body)?;
+        read_into_sink(inbound, size, body, limits)?;
         let mut crlf = Vec::with_capacity(2);
         inbound.read_exact_into(2, &mut crlf)?;
         if crlf != b"\r\n" {
@@ -592,6 +676,8 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         201 => "Created",
         204 => "No Content",
+        302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -609,6 +695,7 @@ fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        507 => "Insufficient Storage",
         _ => "Status",
     }
 }
@@ -623,6 +710,27 @@ fn write_response(
 ) -> io::Result<()> {
     let bodiless = response.status == 204 || response.status == 304 || response.status < 200;
     let mut out = Vec::with_capacity(256 + response.body.len());
+    // A file body is opened first, so a vanished file becomes a 500, not a broken response.
+    let mut file_body = match &response.file {
+        Some(body) if !bodiless && !head_only => {
+            match body
+                .file
+                .open()
+                .and_then(|mut file| file.seek(io::SeekFrom::Start(body.offset)).map(|_| file))
+            {
+                Ok(file) => Some(file.take(body.len)),
+                Err(_) => {
+                    return write_response(
+                        stream,
+                        &error(500, "object data could not be read"),
+                        head_only,
+                        close,
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
     write!(
         out,
         "HTTP/1.1 {} {}\r\n",
@@ -639,7 +747,7 @@ fn write_response(
         }
     }
     if !bodiless {
-        write!(out, "Content-Length: {}\r\n", response.body.len())?;
+        write!(out, "Content-Length: {}\r\n", response.body_len())?;
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -649,6 +757,13 @@ fn write_response(
         out.extend_from_slice(&response.body);
     }
     stream.write_all(&out)?;
+    if let Some(file) = &mut file_body {
+        // `io::copy` from a file to a socket uses sendfile/splice where the OS has them.
+        let sent = io::copy(file, stream)?;
+        if response.file.as_ref().is_some_and(|body| sent != body.len) {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     stream.flush()
 }
 

@@ -66,9 +66,8 @@ pub enum ServeError {
 /// The lakeFS [`WorkspaceStore`] for `config`, when lakeFS is configured and its endpoint is
 /// usable (`start` has already refused workspace tasks without lakeFS config).
 pub fn workspace_store(config: &RuntimeConfig) -> Option<Arc<dyn WorkspaceStore>> {
-    let lakefs = config.lakefs()?;
-    match crate::lakefs::LakefsStore::from_config(lakefs) {
-        Ok(store) => Some(Arc::new(store)),
+    match crate::lakefs::LakefsStore::from_runtime_config(config) {
+        Ok(store) => store.map(|store| Arc::new(store) as Arc<dyn WorkspaceStore>),
         Err(error) => {
             log::error!(error = error.to_string().as_str(); "invalid lakeFS endpoint");
             None

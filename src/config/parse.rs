@@ -38,6 +38,10 @@ pub mod vars {
     pub const PERAGO_FAILURE_REASON_MAX_LENGTH: &str = "PERAGO_FAILURE_REASON_MAX_LENGTH";
     /// Stack size of each worker thread (size grammar of `PERAGO_LOG_FILE_MAX_SIZE`).
     pub const PERAGO_WORKER_STACK_SIZE: &str = "PERAGO_WORKER_STACK_SIZE";
+    /// Directory of the local object cache (SPEC §18); unset: no cache.
+    pub const PERAGO_CACHE_DIR: &str = "PERAGO_CACHE_DIR";
+    /// Size budget of the local object cache (`10GB`).
+    pub const PERAGO_CACHE_MAX_SIZE: &str = "PERAGO_CACHE_MAX_SIZE";
     /// Conductor API endpoint.
     pub const CONDUCTOR_SERVER_URL: &str = "CONDUCTOR_SERVER_URL";
     /// Orkes-style auth key id.
@@ -81,6 +85,8 @@ pub const MIN_WORKER_STACK_SIZE: u64 = 256 * KIB;
 
 /// Default log rotation threshold: 100MB.
 pub const DEFAULT_LOG_FILE_MAX_SIZE: u64 = 100 * MIB;
+/// Default object cache budget: 10GB.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 10 * GIB;
 /// Default log retention: 30 days.
 pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(30 * DAY_SECS);
 /// Default workspace GC TTL: 24 hours.
@@ -133,9 +139,9 @@ pub enum ConfigError {
     /// A root directory could not be created or written.
     #[error("{} is not writable: {error}", .path.display())]
     NotWritable {
-        /// The root (workspace or log) that failed the probe.
+        /// The root (workspace or log) or cache directory that failed the probe.
         path: PathBuf,
-        /// Its variable (`PERAGO_WORKSPACE_ROOT` or `PERAGO_LOG_ROOT`).
+        /// Its variable (`PERAGO_WORKSPACE_ROOT`, `PERAGO_LOG_ROOT` or `PERAGO_CACHE_DIR`).
         var: &'static str,
         /// What the OS said.
         error: io::Error,
@@ -196,6 +202,12 @@ pub enum ConfigError {
     /// `PERAGO_WORKER_STACK_SIZE` is below [`MIN_WORKER_STACK_SIZE`].
     #[error("PERAGO_WORKER_STACK_SIZE must be at least 256KB")]
     WorkerStackSizeTooSmall,
+    /// `PERAGO_CACHE_MAX_SIZE` does not follow the size grammar.
+    #[error("PERAGO_CACHE_MAX_SIZE must be a positive size such as '512KB', '100MB', or '1.5GB'")]
+    CacheMaxSizeInvalid,
+    /// `PERAGO_CACHE_MAX_SIZE` has a zero amount.
+    #[error("PERAGO_CACHE_MAX_SIZE must be greater than zero")]
+    CacheMaxSizeZero,
     /// `PERAGO_LOG_RETENTION` is not `<positive int>d`.
     #[error("PERAGO_LOG_RETENTION must be a positive day count such as '7d' or '30d'")]
     LogRetentionInvalid,
@@ -329,6 +341,7 @@ impl ConfigError {
             Self::LogFileMaxSizeInvalid | Self::LogFileMaxSizeZero => {
                 Some(vars::PERAGO_LOG_FILE_MAX_SIZE)
             }
+            Self::CacheMaxSizeInvalid | Self::CacheMaxSizeZero => Some(vars::PERAGO_CACHE_MAX_SIZE),
             Self::LogRetentionInvalid => Some(vars::PERAGO_LOG_RETENTION),
             Self::WorkerStackSizeInvalid | Self::WorkerStackSizeTooSmall => {
                 Some(vars::PERAGO_WORKER_STACK_SIZE)
@@ -489,6 +502,16 @@ pub(crate) fn parse_worker_stack_size(value: &str) -> Result<u64, ConfigError> {
         return Err(ConfigError::WorkerStackSizeTooSmall);
     }
     Ok(bytes)
+}
+
+/// `PERAGO_CACHE_MAX_SIZE`: the grammar of [`parse_log_file_max_size`], its own messages.
+pub(crate) fn parse_cache_max_size(value: &str) -> Result<u64, ConfigError> {
+    parse_size(
+        vars::PERAGO_CACHE_MAX_SIZE,
+        value,
+        || ConfigError::CacheMaxSizeInvalid,
+        || ConfigError::CacheMaxSizeZero,
+    )
 }
 
 /// The size grammar of `var`; `invalid` and `zero` make its two errors.

@@ -24,10 +24,12 @@ impl RuntimeConfig {
     /// `workspace_root`, `log_root`, `log_file_max_size` (bytes), `log_retention`,
     /// `worker_id_prefix`, `execution_mode`, `workspace_gc_ttl`, `workspace_gc_interval`,
     /// `shutdown_force_kill_after` (durations in whole seconds, `null` when unset),
-    /// `failure_reason_max_length`, `worker_stack_size` (bytes, `null` when unset), `conductor` (`null` or `{server_url, auth, tls, proxy}` where `auth`
-    /// is `null` or `{key_id, key_secret}`), `lakefs` (`null` or `{endpoint_url,
-    /// access_key_id, secret_access_key, tls, proxy}`); `tls` is `null` or `{ca_cert,
-    /// client_cert, client_key}` (paths), `proxy` `null` or the URL, password redacted. Secrets are written as `"**********"`.
+    /// `failure_reason_max_length`, `worker_stack_size` (bytes, `null` when unset), `cache_dir`
+    /// (`null` when unset), `cache_max_size` (bytes), `conductor` (`null` or `{server_url,
+    /// auth, tls, proxy}` where `auth` is `null` or `{key_id, key_secret}`), `lakefs` (`null` or
+    /// `{endpoint_url, access_key_id, secret_access_key, tls, proxy}`); `tls` is `null` or
+    /// `{ca_cert, client_cert, client_key}` (paths), `proxy` `null` or the URL, password
+    /// redacted. Secrets are written as `"**********"`.
     pub fn to_json(&self) -> Value {
         let mut object = Map::new();
         let mut put = |key: &str, value: Value| {
@@ -57,6 +59,8 @@ impl RuntimeConfig {
             "worker_stack_size",
             self.worker_stack_size().map_or(Value::Null, Value::from),
         );
+        put("cache_dir", self.cache_dir().map_or(Value::Null, path_json));
+        put("cache_max_size", self.cache_max_size().into());
         put(
             "conductor",
             self.conductor().map_or(Value::Null, |conductor| {
@@ -128,6 +132,12 @@ impl RuntimeConfig {
                 self.worker_stack_size()
                     .map_or_else(|| DEFAULT_STACK.to_owned(), human_size),
             ),
+            (
+                "cache_dir",
+                self.cache_dir()
+                    .map_or_else(|| NONE.to_owned(), |dir| dir.display().to_string()),
+            ),
+            ("cache_max_size", human_size(self.cache_max_size())),
         ];
         match self.conductor() {
             None => lines.push(("conductor", NOT_CONFIGURED.to_owned())),
@@ -284,6 +294,8 @@ mod tests {
             ("PERAGO_SHUTDOWN_FORCE_KILL_AFTER", "90s"),
             ("PERAGO_WORKER_STACK_SIZE", "8MB"),
             ("PERAGO_EXECUTION_MODE", "thread"),
+            ("PERAGO_CACHE_DIR", "/t/cache"),
+            ("PERAGO_CACHE_MAX_SIZE", "512MB"),
             ("CONDUCTOR_SERVER_URL", "http://c/api"),
             ("CONDUCTOR_AUTH_KEY", "kid"),
             ("CONDUCTOR_AUTH_SECRET", CONDUCTOR_SECRET),
@@ -309,6 +321,8 @@ mod tests {
                 "shutdown_force_kill_after": null,
                 "failure_reason_max_length": 500,
                 "worker_stack_size": null,
+                "cache_dir": null,
+                "cache_max_size": 10_737_418_240u64,
                 "conductor": null,
                 "lakefs": null,
             })
@@ -332,6 +346,8 @@ mod tests {
                 "shutdown_force_kill_after": 90,
                 "failure_reason_max_length": 500,
                 "worker_stack_size": 8_388_608,
+                "cache_dir": "/t/cache",
+                "cache_max_size": 536_870_912,
                 "conductor": {
                     "server_url": "http://c/api",
                     "auth": {"key_id": "kid", "key_secret": "**********"},
@@ -365,6 +381,8 @@ mod tests {
                 "shutdown_force_kill_after",
                 "failure_reason_max_length",
                 "worker_stack_size",
+                "cache_dir",
+                "cache_max_size",
                 "conductor",
                 "lakefs",
             ]
@@ -457,6 +475,8 @@ mod tests {
              shutdown_force_kill_after: none\n\
              failure_reason_max_length: 500\n\
              worker_stack_size:         platform default (2MB)\n\
+             cache_dir:                 none\n\
+             cache_max_size:            10737418240 bytes (10GB)\n\
              conductor:                 not configured\n\
              lakefs:                    not configured\n"
         );
@@ -477,6 +497,8 @@ mod tests {
              shutdown_force_kill_after: 1m 30s\n\
              failure_reason_max_length: 500\n\
              worker_stack_size:         8388608 bytes (8MB)\n\
+             cache_dir:                 /t/cache\n\
+             cache_max_size:            536870912 bytes (512MB)\n\
              conductor.server_url:      http://c/api\n\
              conductor.auth.key_id:     kid\n\
              conductor.auth.key_secret: **********\n\

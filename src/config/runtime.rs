@@ -19,10 +19,11 @@ use super::dotenv::{load_env, load_env_file};
 use super::net::{CONDUCTOR_TLS, LAKEFS_TLS, ProxyEnv, ProxyUrl, TlsFiles};
 use super::observe::{ObservabilityConfig, parse_observability};
 use super::parse::{
-    ConfigError, DEFAULT_FAILURE_REASON_MAX_LENGTH, DEFAULT_LOG_FILE_MAX_SIZE,
-    DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL, DEFAULT_WORKSPACE_GC_TTL, ExecutionMode,
-    MAX_DURATION_DAYS, MAX_DURATION_SECS, MAX_WORKER_ID_LEN, MAX_WORKER_ID_PREFIX_LEN,
-    MIN_WORKER_STACK_SIZE, connection_value, default_worker_id_prefix, non_blank, parse_duration,
+    ConfigError, DEFAULT_CACHE_MAX_SIZE, DEFAULT_FAILURE_REASON_MAX_LENGTH,
+    DEFAULT_LOG_FILE_MAX_SIZE, DEFAULT_LOG_RETENTION, DEFAULT_WORKSPACE_GC_INTERVAL,
+    DEFAULT_WORKSPACE_GC_TTL, ExecutionMode, MAX_DURATION_DAYS, MAX_DURATION_SECS,
+    MAX_WORKER_ID_LEN, MAX_WORKER_ID_PREFIX_LEN, MIN_WORKER_STACK_SIZE, connection_value,
+    default_worker_id_prefix, non_blank, parse_cache_max_size, parse_duration,
     parse_failure_reason_max_length, parse_log_file_max_size, parse_log_retention,
     parse_worker_stack_size, validate_service_url, validate_worker_id_prefix, vars,
 };
@@ -220,6 +221,8 @@ pub struct RuntimeConfig {
     failure_reason_max_length: NonZeroUsize,
     /// `None`: the platform's default thread stack (2 MiB for Rust threads).
     worker_stack_size: Option<u64>,
+    cache_dir: Option<PathBuf>,
+    cache_max_size: u64,
     conductor: Option<ConductorConfig>,
     lakefs: Option<LakefsConfig>,
     worker_id: Option<String>,
@@ -337,6 +340,11 @@ impl RuntimeConfig {
         let worker_stack_size = non_blank(get(vars::PERAGO_WORKER_STACK_SIZE))
             .map(parse_worker_stack_size)
             .transpose()?;
+        let cache_dir = non_blank(get(vars::PERAGO_CACHE_DIR)).map(PathBuf::from);
+        let cache_max_size = non_blank(get(vars::PERAGO_CACHE_MAX_SIZE))
+            .map(parse_cache_max_size)
+            .transpose()?
+            .unwrap_or(DEFAULT_CACHE_MAX_SIZE);
 
         let proxies = ProxyEnv::from_env(&get)?;
         let conductor = conductor_from_env(&get)?.map(|mut conductor| {
@@ -377,6 +385,8 @@ impl RuntimeConfig {
             shutdown_force_kill_after,
             failure_reason_max_length,
             worker_stack_size,
+            cache_dir,
+            cache_max_size,
             conductor,
             lakefs,
             worker_id,
@@ -391,14 +401,17 @@ impl RuntimeConfig {
         self.worker_settings.resolve(task_name)
     }
 
-    /// Proves both roots usable: each is created if missing, then a fresh
-    /// `.perago-check-*` directory holding a `write-test` file is created inside and removed.
-    /// Failure → `<path> is not writable: <os error>`.
+    /// Proves both roots (and the cache directory, when set) usable: each is created if
+    /// missing, then a fresh `.perago-check-*` directory holding a `write-test` file is
+    /// created inside and removed. Failure → `<path> is not writable: <os error>`.
     pub fn probe_roots(&self) -> Result<(), ConfigError> {
         for (var, root) in [
             (vars::PERAGO_WORKSPACE_ROOT, &self.workspace_root),
             (vars::PERAGO_LOG_ROOT, &self.log_root),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.cache_dir.as_ref().map(|dir| (vars::PERAGO_CACHE_DIR, dir)))
+        {
             probe_root(root).map_err(|error| ConfigError::NotWritable {
                 path: root.clone(),
                 var,
@@ -480,6 +493,17 @@ impl RuntimeConfig {
     /// bodies. `None` (unset) keeps the platform default (2 MiB for Rust threads).
     pub fn worker_stack_size(&self) -> Option<u64> {
         self.worker_stack_size
+    }
+
+    /// Directory of the local object cache (`PERAGO_CACHE_DIR`); `None`: no cache.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// Size budget of the local object cache in bytes (`PERAGO_CACHE_MAX_SIZE`); always
+    /// positive.
+    pub fn cache_max_size(&self) -> u64 {
+        self.cache_max_size
     }
 
     /// Conductor connection, when `CONDUCTOR_SERVER_URL` is configured.
@@ -687,6 +711,9 @@ struct RawRuntimeConfig {
     failure_reason_max_length: NonZeroUsize,
     #[serde(default)]
     worker_stack_size: Option<u64>,
+    cache_dir: Option<PathBuf>,
+    #[serde(default = "default_cache_max_size")]
+    cache_max_size: u64,
     #[serde(default)]
     conductor: Option<ConductorConfig>,
     #[serde(default)]
@@ -705,6 +732,10 @@ fn default_gc_interval_secs() -> u64 {
 
 fn default_failure_reason_max_length() -> NonZeroUsize {
     DEFAULT_FAILURE_REASON_MAX_LENGTH
+}
+
+fn default_cache_max_size() -> u64 {
+    DEFAULT_CACHE_MAX_SIZE
 }
 
 /// Whole seconds in `1..=MAX_DURATION_DAYS` days, else the variable's duration error.
@@ -731,6 +762,9 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
     fn try_from(raw: RawRuntimeConfig) -> Result<Self, ConfigError> {
         if raw.log_file_max_size == 0 {
             return Err(ConfigError::LogFileMaxSizeZero);
+        }
+        if raw.cache_max_size == 0 {
+            return Err(ConfigError::CacheMaxSizeZero);
         }
         let log_retention = checked_secs(vars::PERAGO_LOG_RETENTION, raw.log_retention, || {
             ConfigError::LogRetentionInvalid
@@ -778,6 +812,8 @@ impl TryFrom<RawRuntimeConfig> for RuntimeConfig {
             shutdown_force_kill_after,
             failure_reason_max_length: raw.failure_reason_max_length,
             worker_stack_size: raw.worker_stack_size,
+            cache_dir: raw.cache_dir,
+            cache_max_size: raw.cache_max_size,
             conductor: raw.conductor,
             lakefs: raw.lakefs,
             worker_id: raw.worker_id.filter(|id| !id.trim().is_empty()),
@@ -1295,6 +1331,59 @@ mod tests {
         assert_eq!(cfg.log_root(), root.join("logs"));
         cfg.probe_roots().expect("writable");
         assert!(root.join("ws").is_dir() && root.join("logs").is_dir());
+    }
+
+    #[test]
+    fn cache_settings_follow_the_size_grammar() {
+        let cfg = ok(&[]);
+        assert_eq!(cfg.cache_dir(), None);
+        assert_eq!(cfg.cache_max_size(), 10 * 1024 * 1024 * 1024);
+        let cfg = ok(&[
+            ("PERAGO_CACHE_DIR", " /var/cache/perago "),
+            ("PERAGO_CACHE_MAX_SIZE", "1.5gb"),
+        ]);
+        assert_eq!(cfg.cache_dir(), Some(Path::new("/var/cache/perago")));
+        assert_eq!(cfg.cache_max_size(), 1_610_612_736);
+        assert_eq!(ok(&[("PERAGO_CACHE_DIR", "  ")]).cache_dir(), None);
+        let invalid =
+            "PERAGO_CACHE_MAX_SIZE must be a positive size such as '512KB', '100MB', or '1.5GB'";
+        for value in ["10", "10TB", "-1MB", "MB", "01MB"] {
+            assert_eq!(
+                error_of(&[("PERAGO_CACHE_MAX_SIZE", value)]),
+                invalid,
+                "{value}"
+            );
+        }
+        assert_eq!(
+            error_of(&[("PERAGO_CACHE_MAX_SIZE", "0.0GB")]),
+            "PERAGO_CACHE_MAX_SIZE must be greater than zero"
+        );
+    }
+
+    #[test]
+    fn an_unwritable_cache_dir_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = ok(&[
+            (
+                "PERAGO_WORKSPACE_ROOT",
+                &dir.path().join("w").display().to_string(),
+            ),
+            (
+                "PERAGO_LOG_ROOT",
+                &dir.path().join("l").display().to_string(),
+            ),
+            ("PERAGO_CACHE_DIR", &file.display().to_string()),
+        ]);
+        let error = cfg
+            .probe_roots()
+            .map(|()| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(
+            error.starts_with(&format!("{} is not writable: ", file.display())),
+            "{error}"
+        );
     }
 
     #[test]

@@ -13,9 +13,10 @@ use super::parse::{non_blank, vars};
 use super::runtime::ConfigOverrides;
 
 /// Every variable `perago config` reports a source for, in SPEC §2 table order, then the
-/// TLS files and the observability variables (SPEC §15). (Proxy variables and per-task
-/// worker settings have several spellings each and are not reported.)
-pub const REPORTED_VARS: [&str; 33] = [
+/// cache variables (SPEC §18), the TLS files and the observability variables (SPEC §15).
+/// (Proxy variables and per-task worker settings have several spellings each and are not
+/// reported.)
+pub const REPORTED_VARS: [&str; 35] = [
     vars::PERAGO_WORKSPACE_ROOT,
     vars::PERAGO_LOG_ROOT,
     vars::PERAGO_LOG_FILE_MAX_SIZE,
@@ -34,6 +35,8 @@ pub const REPORTED_VARS: [&str; 33] = [
     vars::LAKECTL_CREDENTIALS_ACCESS_KEY_ID,
     vars::LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY,
     vars::PERAGO_WORKER_ID,
+    vars::PERAGO_CACHE_DIR,
+    vars::PERAGO_CACHE_MAX_SIZE,
     CONDUCTOR_TLS.ca_cert,
     CONDUCTOR_TLS.client_cert,
     CONDUCTOR_TLS.client_key,

@@ -233,7 +233,7 @@ impl LakefsError {
 
 /// HTTP methods the client uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Method {
+pub(super) enum Method {
     Get,
     Post,
     Put,
@@ -241,7 +241,7 @@ enum Method {
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
@@ -252,7 +252,7 @@ impl Method {
 }
 
 /// A request body.
-enum Payload<'a> {
+pub(super) enum Payload<'a> {
     Empty,
     Json(Vec<u8>),
     Bytes(&'a [u8]),
@@ -269,11 +269,11 @@ pub enum UploadSource<'a> {
 }
 
 /// How a call behaves besides its method and URL.
-struct Call<'a> {
-    operation: &'static str,
-    method: Method,
-    url: String,
-    payload: Payload<'a>,
+pub(super) struct Call<'a> {
+    pub(super) operation: &'static str,
+    pub(super) method: Method,
+    pub(super) url: String,
+    pub(super) payload: Payload<'a>,
     /// Repeat after a timeout or a broken connection (only for calls that are safe to
     /// repeat).
     retry_transport: bool,
@@ -284,10 +284,10 @@ struct Call<'a> {
 /// The streamed content of one object; read it to the end to return the connection to the
 /// keep-alive pool.
 pub struct ObjectBody {
-    reader: BodyReader<'static>,
-    content_length: Option<u64>,
+    pub(super) reader: BodyReader<'static>,
+    pub(super) content_length: Option<u64>,
     /// Reads of the body observe the token the object was requested with.
-    cancel: CancelToken,
+    pub(super) cancel: CancelToken,
 }
 
 impl ObjectBody {
@@ -464,8 +464,14 @@ impl LakefsClient {
         &self.options
     }
 
+    /// The shared keep-alive agent (for requests that are not lakeFS API calls, such as
+    /// pre-signed transfers, which must not carry the lakeFS credentials).
+    pub(super) fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
     /// Builds `<base>/<seg>/<seg>?k=v&…` with every segment and value percent-encoded.
-    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> String {
+    pub(super) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> String {
         let mut url = self.base.clone();
         for segment in segments {
             url.push('/');
@@ -555,7 +561,7 @@ impl LakefsClient {
     }
 
     /// Sends `call`, retrying what is safe to retry; returns any 2xx (or 304) response.
-    fn execute(
+    pub(super) fn execute(
         &self,
         call: &Call<'_>,
         cancel: &CancelToken,
@@ -640,7 +646,7 @@ impl LakefsClient {
         }
     }
 
-    fn json<T: DeserializeOwned>(
+    pub(super) fn json<T: DeserializeOwned>(
         &self,
         call: &Call<'_>,
         cancel: &CancelToken,
@@ -679,13 +685,13 @@ impl LakefsClient {
         Ok(())
     }
 
-    fn json_payload<T: Serialize>(value: &T) -> Payload<'static> {
+    pub(super) fn json_payload<T: Serialize>(value: &T) -> Payload<'static> {
         // Serialising these plain structs cannot fail; an empty body would be refused by
         // the server's validation, never silently accepted.
         Payload::Json(serde_json::to_vec(value).unwrap_or_default())
     }
 
-    fn call<'a>(
+    pub(super) fn call<'a>(
         operation: &'static str,
         method: Method,
         url: String,
@@ -938,6 +944,22 @@ impl LakefsClient {
         amount: usize,
         cancel: &CancelToken,
     ) -> Result<ObjectStatsList, LakefsError> {
+        self.list_objects_page(repository, reference, prefix, after, amount, false, cancel)
+    }
+
+    /// One listing page; with `presign`, each object's `physical_address` is a pre-signed
+    /// URL.
+    #[allow(clippy::too_many_arguments)]
+    fn list_objects_page(
+        &self,
+        repository: &str,
+        reference: &str,
+        prefix: &str,
+        after: &str,
+        amount: usize,
+        presign: bool,
+        cancel: &CancelToken,
+    ) -> Result<ObjectStatsList, LakefsError> {
         let amount = amount.clamp(1, MAX_PAGE_SIZE).to_string();
         let mut query = vec![("amount", amount.as_str())];
         if !prefix.is_empty() {
@@ -947,6 +969,9 @@ impl LakefsClient {
             query.push(("after", after));
         }
         query.push(("user_metadata", "false"));
+        if presign {
+            query.push(("presign", "true"));
+        }
         let url = self.url(
             &[
                 "repositories",
@@ -972,11 +997,31 @@ impl LakefsClient {
         prefix: &str,
         cancel: &CancelToken,
     ) -> Result<Vec<ObjectStats>, LakefsError> {
+        self.list_all_objects_with(repository, reference, prefix, false, cancel)
+    }
+
+    /// [`list_all_objects`](Self::list_all_objects), with pre-signed `physical_address`es
+    /// when `presign` is set.
+    pub fn list_all_objects_with(
+        &self,
+        repository: &str,
+        reference: &str,
+        prefix: &str,
+        presign: bool,
+        cancel: &CancelToken,
+    ) -> Result<Vec<ObjectStats>, LakefsError> {
         let mut entries = Vec::new();
         let mut after = String::new();
         loop {
-            let page =
-                self.list_objects(repository, reference, prefix, &after, MAX_PAGE_SIZE, cancel)?;
+            let page = self.list_objects_page(
+                repository,
+                reference,
+                prefix,
+                &after,
+                MAX_PAGE_SIZE,
+                presign,
+                cancel,
+            )?;
             let last = page.results.last().map(|entry| entry.path.clone());
             entries.extend(page.results);
             if !page.pagination.has_more {
@@ -1189,7 +1234,7 @@ impl LakefsClient {
     }
 }
 
-fn header(response: &Response<Body>, name: &str) -> Option<String> {
+pub(super) fn header(response: &Response<Body>, name: &str) -> Option<String> {
     response
         .headers()
         .get(name)
@@ -1198,13 +1243,13 @@ fn header(response: &Response<Body>, name: &str) -> Option<String> {
 }
 
 /// Reads the rest of a response so its connection goes back to the pool.
-fn drain(response: Response<Body>) {
+pub(super) fn drain(response: Response<Body>) {
     let mut reader = response.into_body().into_reader();
     let _ = io::copy(&mut (&mut reader).take(ERROR_BODY_LIMIT), &mut io::sink());
 }
 
 /// lakeFS's `message`, else the start of the raw body, else a placeholder.
-fn error_message(response: Response<Body>) -> String {
+pub(super) fn error_message(response: Response<Body>) -> String {
     let text = response
         .into_body()
         .with_config()

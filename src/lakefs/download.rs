@@ -10,8 +10,10 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::client::{LakefsClient, LakefsError};
+use super::cache::{CacheError, CacheKey, ObjectCache};
+use super::client::{LakefsClient, LakefsError, ObjectBody};
 use super::pool::{PoolStop, run_bounded};
+use super::presign::PresignError;
 use crate::task::CancelToken;
 use crate::workspace::{FileState, HashingWriter, MARKER_FILE_NAME, Snapshot};
 
@@ -127,6 +129,25 @@ pub enum DownloadError {
         /// Bytes received.
         actual: u64,
     },
+    /// The bytes received do not match the listing's checksum and size (checked when the
+    /// object goes into the cache).
+    #[error("object {key} does not match its listed checksum and size")]
+    ChecksumMismatch {
+        /// The full object key.
+        key: String,
+        /// What did not match.
+        #[source]
+        source: CacheError,
+    },
+    /// The object cache could not store the object.
+    #[error("failed to cache object {key}")]
+    Cache {
+        /// The full object key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: CacheError,
+    },
     /// Cancellation was requested.
     #[error("download cancelled")]
     Cancelled,
@@ -141,6 +162,19 @@ struct Planned {
     key: String,
     relative: String,
     size: Option<u64>,
+    /// lakeFS checksum (the cache key with the size).
+    checksum: String,
+    /// A pre-signed URL from the listing, when one was asked for.
+    presigned_url: Option<String>,
+}
+
+/// How [`download_prefix_with`] fetches objects besides the pool size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchOptions<'a> {
+    /// The local object cache: hits make no request, misses are stored.
+    pub cache: Option<&'a ObjectCache>,
+    /// Fetch bytes through pre-signed URLs (only when the server announces support).
+    pub presign: bool,
 }
 
 /// Maps a listing to the files to write: objects only, inside the prefix, marker skipped;
@@ -166,13 +200,21 @@ fn plan(
                 reason,
             });
         }
+        let presigned_url = is_url(&entry.physical_address).then_some(entry.physical_address);
         planned.push(Planned {
             relative: relative.to_owned(),
             size: entry.size_bytes,
             key: entry.path,
+            checksum: entry.checksum,
+            presigned_url,
         });
     }
     Ok(planned)
+}
+
+fn is_url(address: &str) -> bool {
+    let lower = address.get(..8).unwrap_or(address).to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
 }
 
 /// Downloads the prefix projection of `reference` into `dest` (which must exist) with at
@@ -186,8 +228,38 @@ pub fn download_prefix(
     parallelism: usize,
     cancel: &CancelToken,
 ) -> Result<Snapshot, DownloadError> {
+    download_prefix_with(
+        client,
+        repository,
+        reference,
+        object_prefix,
+        dest,
+        parallelism,
+        FetchOptions::default(),
+        cancel,
+    )
+}
+
+/// [`download_prefix`] through the object cache and/or pre-signed URLs.
+#[allow(clippy::too_many_arguments)]
+pub fn download_prefix_with(
+    client: &LakefsClient,
+    repository: &str,
+    reference: &str,
+    object_prefix: &str,
+    dest: &Path,
+    parallelism: usize,
+    options: FetchOptions<'_>,
+    cancel: &CancelToken,
+) -> Result<Snapshot, DownloadError> {
     let entries = client
-        .list_all_objects(repository, reference, object_prefix, cancel)
+        .list_all_objects_with(
+            repository,
+            reference,
+            object_prefix,
+            options.presign,
+            cancel,
+        )
         .map_err(|source| match source {
             LakefsError::Cancelled { .. } => DownloadError::Cancelled,
             source => DownloadError::List {
@@ -207,7 +279,7 @@ pub fn download_prefix(
             PoolStop::Cancelled => DownloadError::Cancelled,
             PoolStop::Panicked => DownloadError::Panicked,
         },
-        |item| fetch_one(client, repository, reference, item, dest, cancel),
+        |item| fetch_one(client, repository, reference, item, dest, options, cancel),
     )?;
     let mut snapshot = Snapshot::new();
     for (relative, state) in fetched {
@@ -216,34 +288,125 @@ pub fn download_prefix(
     Ok(snapshot)
 }
 
+/// Maps a cache failure to the download error a user should see.
+fn cache_error(item: &Planned, path: &Path, error: CacheError) -> DownloadError {
+    match error {
+        CacheError::Cancelled => DownloadError::Cancelled,
+        CacheError::Body { source } => DownloadError::Read {
+            key: item.key.clone(),
+            source,
+        },
+        CacheError::Destination { source, .. } => DownloadError::Write {
+            path: path.to_path_buf(),
+            source,
+        },
+        error @ CacheError::Mismatch { .. } => DownloadError::ChecksumMismatch {
+            key: item.key.clone(),
+            source: error,
+        },
+        error @ (CacheError::Open { .. } | CacheError::Write { .. }) => DownloadError::Cache {
+            key: item.key.clone(),
+            source: error,
+        },
+    }
+}
+
+/// Opens the object's body: through its pre-signed URL (a fresh one when the listing's is
+/// refused), else — and whenever the object store refuses — through the lakeFS API.
+fn open_body(
+    client: &LakefsClient,
+    repository: &str,
+    reference: &str,
+    item: &Planned,
+    options: FetchOptions<'_>,
+    cancel: &CancelToken,
+) -> Result<ObjectBody, DownloadError> {
+    let fetch_error = |source: LakefsError| match source {
+        LakefsError::Cancelled { .. } => DownloadError::Cancelled,
+        source => DownloadError::Fetch {
+            key: item.key.clone(),
+            source: Box::new(source),
+        },
+    };
+    if options.presign {
+        let listed = match &item.presigned_url {
+            Some(url) => client.get_presigned(url, cancel),
+            None => Err(PresignError::NoUrl {
+                path: item.key.clone(),
+            }),
+        };
+        let refreshed = match listed {
+            Ok(body) => Ok(body),
+            Err(PresignError::Cancelled) => return Err(DownloadError::Cancelled),
+            Err(_) => client
+                .stat_object_presigned(repository, reference, &item.key, cancel)
+                .map_err(PresignError::from)
+                .and_then(|stats| {
+                    if is_url(&stats.physical_address) {
+                        client.get_presigned(&stats.physical_address, cancel)
+                    } else {
+                        Err(PresignError::NoUrl {
+                            path: item.key.clone(),
+                        })
+                    }
+                }),
+        };
+        match refreshed {
+            Ok(body) => return Ok(body),
+            Err(PresignError::Cancelled) => return Err(DownloadError::Cancelled),
+            Err(error) => log::warn!(
+                key = item.key.as_str(),
+                error = crate::util::error_chain(&error).as_str();
+                "pre-signed download failed; fetching through lakeFS"
+            ),
+        }
+    }
+    client
+        .get_object(repository, reference, &item.key, cancel)
+        .map_err(fetch_error)
+}
+
 fn fetch_one(
     client: &LakefsClient,
     repository: &str,
     reference: &str,
     item: &Planned,
     dest: &Path,
+    options: FetchOptions<'_>,
     cancel: &CancelToken,
 ) -> Result<(String, FileState), DownloadError> {
-    let mut body = client
-        .get_object(repository, reference, &item.key, cancel)
-        .map_err(|source| match source {
-            LakefsError::Cancelled { .. } => DownloadError::Cancelled,
-            source => DownloadError::Fetch {
-                key: item.key.clone(),
-                source: Box::new(source),
-            },
-        })?;
     let path = dest.join(&item.relative);
-    let write_error = |source| DownloadError::Write {
-        path: path.clone(),
-        source,
-    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|source| DownloadError::Write {
             path: parent.to_path_buf(),
             source,
         })?;
     }
+    if let (Some(cache), Some(size)) = (options.cache, item.size) {
+        let key = CacheKey {
+            checksum: &item.checksum,
+            size,
+        };
+        if cache.accepts(&key) {
+            let cached = match cache.copy_out(&key, &path) {
+                Ok(cached) => cached,
+                Err(error) => return Err(cache_error(item, &path, error)),
+            };
+            if let Some(state) = cached {
+                return Ok((item.relative.clone(), state));
+            }
+            let mut body = open_body(client, repository, reference, item, options, cancel)?;
+            return match cache.fill(&key, &mut body, &path, cancel) {
+                Ok(state) => Ok((item.relative.clone(), state)),
+                Err(error) => Err(cache_error(item, &path, error)),
+            };
+        }
+    }
+    let mut body = open_body(client, repository, reference, item, options, cancel)?;
+    let write_error = |source| DownloadError::Write {
+        path: path.clone(),
+        source,
+    };
     // `create_new`: the attempt workspace is fresh, so an existing file means two keys
     // collided on one path; never overwrite silently.
     let file = OpenOptions::new()

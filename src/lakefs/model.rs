@@ -41,6 +41,10 @@ pub struct ObjectStats {
     pub path_type: String,
     /// Hex MD5 of the content (objects only).
     pub checksum: String,
+    /// Where the data lives; with `presign=true`, a pre-signed URL to it.
+    pub physical_address: String,
+    /// When a pre-signed `physical_address` expires (Unix seconds), if it is one.
+    pub physical_address_expiry: Option<i64>,
     /// Size in bytes (absent on common prefixes).
     pub size_bytes: Option<u64>,
     /// Stored content type.
@@ -274,4 +278,43 @@ mod tests {
             serde_json::from_str(r#"{"id":"m","parents":["dest","src"]}"#).unwrap_or_default();
         assert_eq!(merge.first_parent(), Some("dest"));
     }
+}
+
+/// `GET /config/storage`: what the object store behind lakeFS supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// `mem`, `local`, `s3`, `gs`, `azure`, …
+    pub blockstore_type: String,
+    /// Whether clients may transfer data through pre-signed URLs.
+    pub pre_sign_support: bool,
+}
+
+/// Where to upload an object's data before linking it (`GET …/staging/backing`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StagingLocation {
+    /// The physical address the data goes to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_address: Option<String>,
+    /// The pre-signed URL to `PUT` the data to (when `presign=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned_url: Option<String>,
+    /// When the pre-signed URL expires (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned_url_expiry: Option<i64>,
+    /// Opaque staging token (older servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Body of `PUT …/staging/backing`: links uploaded data to a path on the branch.
+#[derive(Debug, Serialize)]
+pub struct StagingMetadata<'a> {
+    /// The location the data was uploaded to.
+    pub staging: &'a StagingLocation,
+    /// The object store's ETag of the upload.
+    pub checksum: &'a str,
+    /// Bytes uploaded.
+    pub size_bytes: u64,
 }

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::client::{LakefsClient, LakefsError, UploadSource};
 use super::download::{UnsafePathReason, check_relative_path};
 use super::pool::{PoolStop, run_bounded};
+use super::presign::PresignError;
 use crate::execution::StageRequest;
 use crate::task::CancelToken;
 
@@ -154,6 +155,49 @@ pub fn stage_changes(
     parallelism: usize,
     cancel: &CancelToken,
 ) -> Result<(String, StageStats), StageError> {
+    stage_changes_with(client, request, created, parallelism, false, cancel)
+}
+
+/// Uploads one file: through a pre-signed URL when `presign` (falling back to the proxied
+/// upload when the object store refuses), else through lakeFS.
+fn upload_one(
+    client: &LakefsClient,
+    repository: &str,
+    branch: &str,
+    key: &str,
+    local: &Path,
+    presign: bool,
+    cancel: &CancelToken,
+) -> Result<(), LakefsError> {
+    if presign {
+        match client.upload_presigned(repository, branch, key, local, cancel) {
+            Ok(_) => return Ok(()),
+            Err(PresignError::Cancelled) => {
+                return Err(LakefsError::Cancelled {
+                    operation: "upload object",
+                });
+            }
+            Err(error) => log::warn!(
+                key = key,
+                error = crate::util::error_chain(&error).as_str();
+                "pre-signed upload failed; uploading through lakeFS"
+            ),
+        }
+    }
+    client
+        .upload_object(repository, branch, key, UploadSource::File(local), cancel)
+        .map(drop)
+}
+
+/// [`stage_changes`], uploading through pre-signed URLs when `presign` is set.
+pub fn stage_changes_with(
+    client: &LakefsClient,
+    request: &StageRequest<'_>,
+    created: &mut bool,
+    parallelism: usize,
+    presign: bool,
+    cancel: &CancelToken,
+) -> Result<(String, StageStats), StageError> {
     let repository = request.workspace.repository.as_str();
     let branch = request.staging_branch;
     let changes = request.changes;
@@ -208,16 +252,13 @@ pub fn stage_changes(
         |path| {
             let key = format!("{}{path}", request.object_prefix);
             let local = request.source_dir.join(path.as_str());
-            client
-                .upload_object(repository, branch, &key, UploadSource::File(&local), cancel)
-                .map(drop)
-                .map_err(|error| {
-                    classify(error, |source| StageError::Upload {
-                        key: key.clone(),
-                        branch: branch.to_owned(),
-                        source: Box::new(source),
-                    })
+            upload_one(client, repository, branch, &key, &local, presign, cancel).map_err(|error| {
+                classify(error, |source| StageError::Upload {
+                    key: key.clone(),
+                    branch: branch.to_owned(),
+                    source: Box::new(source),
                 })
+            })
         },
     )?;
 

@@ -4,13 +4,17 @@
 use std::error::Error;
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
+use super::cache::ObjectCache;
 use super::client::{LakefsClient, LakefsError};
-use super::download::download_prefix;
+use super::download::{FetchOptions, download_prefix_with};
 use super::publish::{Published, publish_noop, publish_staged};
-use super::stage::stage_changes;
-use crate::config::LakefsConfig;
+use super::stage::stage_changes_with;
+use crate::config::{LakefsConfig, RuntimeConfig};
 use crate::execution::{StageRequest, StoreError, WorkspaceRef, WorkspaceStore};
 use crate::task::CancelToken;
 use crate::util::backoff::{Backoff, RetryPolicy};
@@ -44,6 +48,12 @@ pub struct LakefsStore {
     client: LakefsClient,
     download_parallelism: usize,
     upload_parallelism: usize,
+    /// The host's object cache (`PERAGO_CACHE_DIR`), shared by every attempt.
+    cache: Option<Arc<ObjectCache>>,
+    /// Whether pre-signed transfers may be used when the server announces them.
+    presign_allowed: bool,
+    /// What the server announced (`GET /config/storage`), once it answered.
+    presign_supported: Arc<Mutex<Option<bool>>>,
 }
 
 fn store_error(error: &(dyn Error + 'static)) -> StoreError {
@@ -57,12 +67,78 @@ impl LakefsStore {
             client,
             download_parallelism: DEFAULT_DOWNLOAD_PARALLELISM,
             upload_parallelism: DEFAULT_UPLOAD_PARALLELISM,
+            cache: None,
+            presign_allowed: true,
+            presign_supported: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// A store from the runtime configuration (default client options and parallelism).
+    /// A store from the lakeFS configuration (default client options and parallelism, no
+    /// cache).
     pub fn from_config(config: &LakefsConfig) -> Result<LakefsStore, LakefsError> {
         LakefsClient::from_config(config).map(LakefsStore::new)
+    }
+
+    /// The store a worker uses: `None` without lakeFS configuration; with
+    /// `PERAGO_CACHE_DIR`, attempts share the object cache there (a cache that cannot be
+    /// opened is logged and the store runs without it: the cache only saves requests).
+    pub fn from_runtime_config(config: &RuntimeConfig) -> Result<Option<LakefsStore>, LakefsError> {
+        let Some(lakefs) = config.lakefs() else {
+            return Ok(None);
+        };
+        let mut store = LakefsStore::from_config(lakefs)?;
+        if let Some(dir) = config.cache_dir() {
+            match ObjectCache::open(dir, config.cache_max_size()) {
+                Ok(cache) => store = store.with_cache(Arc::new(cache)),
+                Err(error) => log::error!(
+                    error = error_chain(&error).as_str();
+                    "object cache unavailable; downloading without it"
+                ),
+            }
+        }
+        Ok(Some(store))
+    }
+
+    /// Shares `cache` between every attempt of this store.
+    pub fn with_cache(mut self, cache: Arc<ObjectCache>) -> LakefsStore {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Allows (the default) or forbids pre-signed transfers; they are used only when the
+    /// server announces support.
+    pub fn with_presign(mut self, allowed: bool) -> LakefsStore {
+        self.presign_allowed = allowed;
+        self
+    }
+
+    /// The object cache, if any.
+    pub fn cache(&self) -> Option<&ObjectCache> {
+        self.cache.as_deref()
+    }
+
+    /// Whether transfers go through pre-signed URLs: allowed, and announced by the server
+    /// (asked once; a failed question means "no" and is asked again next time).
+    pub fn uses_presign(&self, cancel: &CancelToken) -> bool {
+        if !self.presign_allowed {
+            return false;
+        }
+        if let Some(known) = *self.presign_supported.lock() {
+            return known;
+        }
+        match self.client.storage_config(cancel) {
+            Ok(storage) => {
+                *self.presign_supported.lock() = Some(storage.pre_sign_support);
+                storage.pre_sign_support
+            }
+            Err(error) => {
+                log::debug!(
+                    error = error_chain(&error).as_str();
+                    "storage config unavailable; transfers go through lakeFS"
+                );
+                false
+            }
+        }
     }
 
     /// Sets the number of concurrent object downloads (at least 1).
@@ -102,13 +178,18 @@ impl WorkspaceStore for LakefsStore {
         dest: &Path,
         cancel: &CancelToken,
     ) -> Result<Snapshot, StoreError> {
-        download_prefix(
+        let options = FetchOptions {
+            cache: self.cache.as_deref(),
+            presign: self.uses_presign(cancel),
+        };
+        download_prefix_with(
             &self.client,
             &workspace.repository,
             &workspace.reference,
             object_prefix,
             dest,
             self.download_parallelism,
+            options,
             cancel,
         )
         .map_err(|error| store_error(&error))
@@ -120,11 +201,12 @@ impl WorkspaceStore for LakefsStore {
         created: &mut bool,
         cancel: &CancelToken,
     ) -> Result<String, StoreError> {
-        let (commit, stats) = stage_changes(
+        let (commit, stats) = stage_changes_with(
             &self.client,
             request,
             created,
             self.upload_parallelism,
+            self.uses_presign(cancel),
             cancel,
         )
         .map_err(|error| store_error(&error))?;

@@ -195,6 +195,8 @@ fn config_json_redacts_secrets() {
             "shutdown_force_kill_after",
             "failure_reason_max_length",
             "worker_stack_size",
+            "cache_dir",
+            "cache_max_size",
             "conductor",
             "lakefs",
             "worker",

@@ -146,6 +146,9 @@ pub(crate) struct ObjectStats {
     pub path: String,
     pub path_type: &'static str,
     pub physical_address: String,
+    /// Expiry (Unix seconds) of a pre-signed `physical_address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub physical_address_expiry: Option<i64>,
     pub checksum: String,
     pub mtime: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,4 +200,27 @@ pub(crate) struct ProtectionRule {
 #[derive(Debug, Serialize)]
 pub(crate) struct ErrorOut<'a> {
     pub message: &'a str,
+}
+
+/// `StagingLocation` schema (`GET …/staging/backing`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct StagingLocation {
+    pub physical_address: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presigned_url_expiry: Option<i64>,
+}
+
+/// `StagingMetadata` schema (`PUT …/staging/backing`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct StagingMetadata {
+    pub staging: StagingLocation,
+    pub checksum: String,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub user_metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub content_type: Option<String>,
 }

@@ -18,8 +18,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::model::CommitInfo;
-use super::store::{Branch, Commit, Protection, Repo, Store};
+use super::store::{Blob, Branch, Commit, Protection, Repo, Store};
 use super::tree::{Entry, Key, Range, Tree};
+use crate::http::DiskFile;
+use crate::transport::SPOOL_THRESHOLD;
 
 /// Name of the state file inside the data dir.
 pub(crate) const STATE_FILE: &str = "lakefs-state.json";
@@ -110,7 +112,7 @@ struct BranchFile {
 /// What one save writes, captured under the store lock and written outside it.
 pub(crate) struct Snapshot {
     state: Vec<u8>,
-    new_blobs: Vec<(String, Arc<Vec<u8>>)>,
+    new_blobs: Vec<(String, Blob)>,
     stale_blobs: Vec<String>,
     /// Blob ids on disk once the save completes.
     pub referenced: HashSet<String>,
@@ -207,12 +209,16 @@ pub(crate) fn snapshot(
     })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakefsServiceError> {
+fn temp_name(path: &Path) -> PathBuf {
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakefsServiceError> {
+    let temp = temp_name(path);
     let mut file = fs::File::create(&temp).map_err(io_error(&temp))?;
     file.write_all(bytes).map_err(io_error(&temp))?;
     file.sync_all().map_err(io_error(&temp))?;
@@ -220,12 +226,42 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LakefsServiceError> {
     fs::rename(&temp, path).map_err(io_error(path))
 }
 
+/// Writes a blob atomically: from memory, or copied (in the kernel) from its file.
+fn write_blob(path: &Path, blob: &Blob) -> Result<(), LakefsServiceError> {
+    match blob {
+        Blob::Memory(bytes) => write_atomic(path, bytes),
+        Blob::Disk(file) => {
+            if file.path() == path {
+                return Ok(());
+            }
+            let temp = temp_name(path);
+            let _ = fs::remove_file(&temp);
+            // Spooled files never change once written: a second link is enough, and
+            // instant; across filesystems the bytes are copied.
+            if fs::hard_link(file.path(), &temp).is_err() {
+                fs::copy(file.path(), &temp).map_err(io_error(&temp))?;
+            }
+            fs::File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(io_error(&temp))?;
+            fs::rename(&temp, path).map_err(io_error(path))
+        }
+    }
+}
+
+/// BLAKE3 of a file, streamed.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(fs::File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 /// Writes a snapshot: new blobs first, then the state, then removes stale blobs.
 pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> Result<(), LakefsServiceError> {
     let blob_dir = dir.join(BLOB_DIR);
     fs::create_dir_all(&blob_dir).map_err(io_error(&blob_dir))?;
     for (id, data) in &snapshot.new_blobs {
-        write_atomic(&blob_dir.join(id), data)?;
+        write_blob(&blob_dir.join(id), data)?;
     }
     write_atomic(&dir.join(STATE_FILE), &snapshot.state)?;
     for id in &snapshot.stale_blobs {
@@ -351,14 +387,26 @@ pub(crate) fn load(dir: &Path, now: i64) -> Result<(Store, HashSet<String>), Lak
             return Err(corrupt(format!("invalid blob id {id:?}")));
         }
         let path = blob_dir.join(&id);
-        let data = fs::read(&path).map_err(io_error(&path))?;
-        if blake3::hash(&data).to_hex().as_str() != id {
+        let len = fs::metadata(&path).map_err(io_error(&path))?.len();
+        // Large blobs stay in their file; only small ones are read into memory.
+        let (hash, blob) = if len > SPOOL_THRESHOLD {
+            let hash = hash_file(&path).map_err(io_error(&path))?;
+            (
+                hash,
+                Blob::Disk(Arc::new(DiskFile::persistent(path.clone(), len))),
+            )
+        } else {
+            let data = fs::read(&path).map_err(io_error(&path))?;
+            let hash = blake3::hash(&data).to_hex().to_string();
+            (hash, Blob::Memory(Arc::new(data)))
+        };
+        if hash != id {
             return Err(LakefsServiceError::Corrupt {
                 path,
                 reason: "blob content does not match its name".into(),
             });
         }
-        store.add_blob(id, Arc::new(data));
+        store.add_blob(id, blob);
     }
     let on_disk = match fs::read_dir(&blob_dir) {
         Ok(entries) => entries

@@ -73,6 +73,16 @@ pub const GET_COMMIT: &str = "GET /repositories/{repository}/commits/{commitId}"
 pub const GET_BRANCH_PROTECTION: &str = "GET /repositories/{repository}/settings/branch_protection";
 /// Replace branch protection rules.
 pub const SET_BRANCH_PROTECTION: &str = "PUT /repositories/{repository}/settings/branch_protection";
+/// Get a physical address (and a pre-signed URL) to upload an object's data to.
+pub const GET_PHYSICAL_ADDRESS: &str =
+    "GET /repositories/{repository}/branches/{branch}/staging/backing";
+/// Link uploaded data to a path on a branch.
+pub const LINK_PHYSICAL_ADDRESS: &str =
+    "PUT /repositories/{repository}/branches/{branch}/staging/backing";
+/// The emulated object store: a pre-signed download (mount `storage`).
+pub const STORAGE_GET: &str = "GET /{repository}/{blob}";
+/// The emulated object store: a pre-signed upload (mount `storage`).
+pub const STORAGE_PUT: &str = "PUT /upload/{repository}/{address}";
 /// Any request that matches no route (answered 404 `invalid API endpoint`).
 pub const UNKNOWN: &str = "unknown";
 
@@ -111,6 +121,8 @@ pub const ALL: &[&str] = &[
     GET_COMMIT,
     GET_BRANCH_PROTECTION,
     SET_BRANCH_PROTECTION,
+    GET_PHYSICAL_ADDRESS,
+    LINK_PHYSICAL_ADDRESS,
 ];
 
 /// A matched request: the route label and the captured path parameters.
@@ -162,6 +174,12 @@ pub(crate) fn match_route<'a>(method: &str, segments: &'a [String]) -> Option<Ma
                 ("PUT", ["branches", branch, "hard_reset"]) => (HARD_RESET_BRANCH, *branch, ""),
                 ("POST", ["branches", branch, "commits"]) => (COMMIT, *branch, ""),
                 ("GET", ["branches", branch, "diff"]) => (DIFF_BRANCH, *branch, ""),
+                ("GET", ["branches", branch, "staging", "backing"]) => {
+                    (GET_PHYSICAL_ADDRESS, *branch, "")
+                }
+                ("PUT", ["branches", branch, "staging", "backing"]) => {
+                    (LINK_PHYSICAL_ADDRESS, *branch, "")
+                }
                 ("POST", ["branches", branch, "objects"]) => (UPLOAD_OBJECT, *branch, ""),
                 ("DELETE", ["branches", branch, "objects"]) => (DELETE_OBJECT, *branch, ""),
                 ("POST", ["branches", branch, "objects", "delete"]) => {

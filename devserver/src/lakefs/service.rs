@@ -1,7 +1,7 @@
 //! [`LakefsService`]: authentication, request parsing, pagination and the route handlers of
 //! the lakeFS API, over the [`Store`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -17,17 +17,18 @@ use serde_json::json;
 use super::model::{
     BranchCreation, CommitCreation, CommitInfo, DiffOut, ErrorOut, ListPage, MergeBaseOut,
     MergeCreation, MergeResult, ObjectError, ObjectErrorList, ObjectStats, Pagination, PathList,
-    ProtectionRule, RefOut, RepositoryCreation, RepositoryOut, ResetCreation,
+    ProtectionRule, RefOut, RepositoryCreation, RepositoryOut, ResetCreation, StagingLocation,
+    StagingMetadata,
 };
 use super::multipart;
 use super::persist::{self, LakefsServiceError};
 use super::routes::{self, Matched};
 use super::store::{
-    ApiError, CommitOptions, MergeOptions, Repo, ResetScope, Resolved, Store, Strategy, Upload,
-    uncommitted,
+    ApiError, Blob, CommitOptions, MergeOptions, Repo, ResetScope, Resolved, Store, Strategy,
+    Upload, uncommitted,
 };
 use super::tree::{Change, Entry, Tree, same};
-use crate::http::{Request, Response, Routed, Service};
+use crate::http::{FileBody, Request, Response, Routed, Service};
 
 /// The user name every authenticated request acts as (committer of commits).
 pub const DEV_USER: &str = "admin";
@@ -91,6 +92,20 @@ pub struct LakefsService {
     store: Mutex<Store>,
     disk: Mutex<DiskState>,
     request_ids: AtomicU64,
+    /// How long pre-signed URLs are valid; `None`: pre-signing is off.
+    presign_ttl: Mutex<Option<std::time::Duration>>,
+    /// Key of the URL signatures (random per server).
+    signing_key: [u8; 32],
+    /// Data uploaded through pre-signed URLs, waiting to be linked, by physical address.
+    pending_uploads: Mutex<HashMap<String, PendingUpload>>,
+}
+
+/// Data `PUT` to a pre-signed URL and not linked yet.
+#[derive(Debug)]
+struct PendingUpload {
+    blob_id: String,
+    blob: Blob,
+    checksum: String,
 }
 
 impl fmt::Debug for LakefsService {
@@ -405,6 +420,7 @@ fn object_stats(path: &str, entry: &Entry, user_metadata: bool) -> ObjectStats {
         path: path.to_string(),
         path_type: "object",
         physical_address: entry.physical_address.clone(),
+        physical_address_expiry: None,
         checksum: entry.checksum.clone(),
         mtime: entry.mtime,
         size_bytes: Some(entry.size_bytes),
@@ -422,6 +438,7 @@ fn prefix_stats(path: String) -> ObjectStats {
         path,
         path_type: "common_prefix",
         physical_address: String::new(),
+        physical_address_expiry: None,
         checksum: String::new(),
         mtime: 0,
         size_bytes: None,
@@ -546,6 +563,9 @@ impl LakefsService {
             store: Mutex::new(store),
             disk: Mutex::new(disk),
             request_ids: AtomicU64::new(0),
+            presign_ttl: Mutex::new(None),
+            signing_key: std::array::from_fn(|_| fastrand::u8(..)),
+            pending_uploads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -615,7 +635,239 @@ impl LakefsService {
         let repo = store.repos.get(repository)?;
         let resolved = repo.resolve(reference).ok()?;
         let entry = repo.view(&resolved).get(path)?;
-        store.blobs.get(&entry.blob).map(|data| data.to_vec())
+        store
+            .blobs
+            .get(&entry.blob)
+            .and_then(|data| data.to_vec().ok())
+    }
+
+    /// Turns pre-signed URLs on (valid for `ttl`; zero makes every URL expired on arrival)
+    /// or off (`None`). The storage config announces the current setting.
+    pub fn set_presign(&self, ttl: Option<std::time::Duration>) {
+        *self.presign_ttl.lock() = ttl;
+    }
+
+    fn presign_ttl(&self) -> Option<std::time::Duration> {
+        *self.presign_ttl.lock()
+    }
+
+    fn signature(&self, text: &str) -> String {
+        blake3::keyed_hash(&self.signing_key, text.as_bytes())
+            .to_hex()
+            .to_string()
+    }
+
+    /// A pre-signed URL on this server for `path` (under the storage mount), or `None` when
+    /// pre-signing is off.
+    fn presigned_url(&self, request: &Request, path: &str) -> Option<(String, i64)> {
+        let ttl = self.presign_ttl()?;
+        let host = request.header("Host").unwrap_or("127.0.0.1");
+        let expires = if ttl.is_zero() {
+            now() - 1
+        } else {
+            now() + ttl.as_secs().max(1) as i64
+        };
+        let signature = self.signature(&format!("{path}\n{expires}"));
+        Some((
+            format!(
+                "http://{host}{}{path}?X-Amz-Expires={expires}&X-Amz-Signature={signature}",
+                crate::server::STORAGE_MOUNT
+            ),
+            expires,
+        ))
+    }
+
+    /// `presign=true` on a request: the URL for an entry when pre-signing is on; 400 when the
+    /// storage does not support it, as lakeFS answers on a local blockstore.
+    fn wants_presign(&self, request: &Request) -> Result<bool, ApiError> {
+        let asked = query_bool(request, "presign")?;
+        if asked && self.presign_ttl().is_none() {
+            return Err(ApiError::bad_request(
+                "presign not supported by the storage",
+            ));
+        }
+        Ok(asked)
+    }
+
+    fn presigned_stats(
+        &self,
+        request: &Request,
+        repo: &str,
+        path: &str,
+        entry: &Entry,
+        user_metadata: bool,
+    ) -> ObjectStats {
+        let mut stats = object_stats(path, entry, user_metadata);
+        if let Some((url, expires)) =
+            self.presigned_url(request, &format!("/{repo}/{}", entry.blob))
+        {
+            stats.physical_address = url;
+            stats.physical_address_expiry = Some(expires);
+        }
+        stats
+    }
+
+    /// Checks a pre-signed URL's expiry and signature: `Err` is the object store's 403.
+    fn check_signature(&self, request: &Request) -> Result<(), Response> {
+        let denied = |code: &str, message: &str| {
+            Response::bytes(
+                403,
+                "application/xml",
+                format!("<Error><Code>{code}</Code><Message>{message}</Message></Error>")
+                    .into_bytes(),
+            )
+        };
+        let expires: i64 = request
+            .query("X-Amz-Expires")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| denied("AccessDenied", "Query-string authentication required"))?;
+        let signature = request.query("X-Amz-Signature").unwrap_or("");
+        let expected = self.signature(&format!("{}\n{expires}", request.path));
+        if !constant_time_eq(signature.as_bytes(), expected.as_bytes()) {
+            return Err(denied(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided",
+            ));
+        }
+        if expires < now() {
+            return Err(denied("AccessDenied", "Request has expired"));
+        }
+        Ok(())
+    }
+
+    /// The emulated object store behind pre-signed URLs (mounted at
+    /// [`crate::server::STORAGE_MOUNT`]): `GET /{repository}/{blob}` serves an object's data,
+    /// `PUT /upload/{repository}/{address}` receives an upload (answered with its ETag).
+    pub fn handle_storage(&self, request: &Request) -> Routed {
+        let segments = request.segment_strs();
+        let (route, response) = match (request.method.as_str(), segments.as_slice()) {
+            ("GET" | "HEAD", [_, blob]) => (routes::STORAGE_GET, self.storage_get(request, blob)),
+            ("PUT", ["upload", _, _]) => (routes::STORAGE_PUT, self.storage_put(request)),
+            _ => (
+                routes::UNKNOWN,
+                Response::bytes(
+                    404,
+                    "application/xml",
+                    b"<Error><Code>NoSuchKey</Code></Error>".to_vec(),
+                ),
+            ),
+        };
+        Routed { route, response }
+    }
+
+    fn storage_get(&self, request: &Request, blob_id: &str) -> Response {
+        if let Err(denied) = self.check_signature(request) {
+            return denied;
+        }
+        let blob = self.store.lock().blobs.get(blob_id).cloned();
+        match blob {
+            Some(blob) => blob_response(200, "application/octet-stream", &blob, None),
+            None => Response::bytes(
+                404,
+                "application/xml",
+                b"<Error><Code>NoSuchKey</Code></Error>".to_vec(),
+            ),
+        }
+    }
+
+    fn storage_put(&self, request: &Request) -> Response {
+        if let Err(denied) = self.check_signature(request) {
+            return denied;
+        }
+        let (blob_id, checksum, blob) = match hash_body(request) {
+            Ok(hashed) => hashed,
+            Err(_) => return error_response(500, "upload could not be read"),
+        };
+        let address = request.segments.get(2).cloned().unwrap_or_default();
+        let etag = format!("\"{checksum}\"");
+        self.pending_uploads.lock().insert(
+            address,
+            PendingUpload {
+                blob_id,
+                blob,
+                checksum,
+            },
+        );
+        Response::empty(200).with_header("ETag", &etag)
+    }
+
+    fn get_physical_address(
+        &self,
+        request: &Request,
+        m: Matched<'_>,
+    ) -> Result<Response, ApiError> {
+        object_path(request)?;
+        let namespace = {
+            let store = self.store.lock();
+            store.check_upload(m.repo, m.first, false)?;
+            store.repo(m.repo)?.storage_namespace.clone()
+        };
+        let address_id = format!("{:032x}", fastrand::u128(..));
+        let mut location = StagingLocation {
+            physical_address: format!("{}/data/{address_id}", namespace.trim_end_matches('/')),
+            ..StagingLocation::default()
+        };
+        if self.wants_presign(request)? {
+            let path = format!("/upload/{}/{address_id}", m.repo);
+            if let Some((url, expires)) = self.presigned_url(request, &path) {
+                location.presigned_url = Some(url);
+                location.presigned_url_expiry = Some(expires);
+            }
+        }
+        Ok(Response::json(200, &location))
+    }
+
+    fn link_physical_address(
+        &self,
+        request: &Request,
+        m: Matched<'_>,
+    ) -> Result<Response, ApiError> {
+        let path = object_path(request)?.to_owned();
+        let body: StagingMetadata = json_body(request)?;
+        let address_id = body
+            .staging
+            .physical_address
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let pending = self.pending_uploads.lock().remove(&address_id);
+        let Some(pending) = pending else {
+            return Err(ApiError::bad_request(
+                "physical address has no uploaded data",
+            ));
+        };
+        if pending.checksum != body.checksum.trim_matches('"')
+            || pending.blob.len() != body.size_bytes
+        {
+            return Err(ApiError::bad_request(
+                "checksum or size does not match the uploaded data",
+            ));
+        }
+        let entry = Entry {
+            physical_address: body.staging.physical_address.clone(),
+            checksum: pending.checksum,
+            blob: pending.blob_id,
+            size_bytes: pending.blob.len(),
+            mtime: now(),
+            content_type: body
+                .content_type
+                .filter(|ct| !ct.is_empty())
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            metadata: body.user_metadata.unwrap_or_default(),
+        };
+        let stored = self.store.lock().put_object(
+            m.repo,
+            m.first,
+            &path,
+            Upload {
+                entry,
+                data: pending.blob,
+                create_only: false,
+                force: false,
+            },
+        )?;
+        Ok(Response::json(200, &object_stats(&path, &stored, true)))
     }
 
     /// Number of distinct blobs held (identical contents are stored once).
@@ -681,12 +933,15 @@ impl LakefsService {
                 200,
                 &json!({
                     "version_config": version_config(),
-                    "storage_config": storage_config(),
-                    "storage_config_list": [storage_config()],
+                    "storage_config": storage_config(self.presign_ttl().is_some()),
+                    "storage_config_list": [storage_config(self.presign_ttl().is_some())],
                 }),
             )),
             routes::GET_VERSION => Ok(Response::json(200, &version_config())),
-            routes::GET_STORAGE_CONFIG => Ok(Response::json(200, &storage_config())),
+            routes::GET_STORAGE_CONFIG => Ok(Response::json(
+                200,
+                &storage_config(self.presign_ttl().is_some()),
+            )),
             routes::LIST_REPOSITORIES => self.list_repositories(request),
             routes::CREATE_REPOSITORY => self.create_repository(request),
             routes::GET_REPOSITORY => {
@@ -742,11 +997,14 @@ impl LakefsService {
             routes::GET_OBJECT => self.get_object(request, m, false),
             routes::HEAD_OBJECT => self.get_object(request, m, true),
             routes::LIST_OBJECTS => self.list_objects(request, m),
+            routes::GET_PHYSICAL_ADDRESS => self.get_physical_address(request, m),
+            routes::LINK_PHYSICAL_ADDRESS => self.link_physical_address(request, m),
             routes::STAT_OBJECT => {
                 let path = object_path(request)?;
                 let user_metadata = request
                     .query("user_metadata")
                     .map_or(Ok(true), |v| parse_bool("user_metadata", v))?;
+                let presign = self.wants_presign(request)?;
                 let store = self.store.lock();
                 let repo = store.repo(m.repo)?;
                 let resolved = repo.resolve(m.first)?;
@@ -754,10 +1012,12 @@ impl LakefsService {
                     .view(&resolved)
                     .get(path)
                     .ok_or_else(|| ApiError::not_found("object not found"))?;
-                Ok(Response::json(
-                    200,
-                    &object_stats(path, entry, user_metadata),
-                ))
+                let stats = if presign {
+                    self.presigned_stats(request, m.repo, path, entry, user_metadata)
+                } else {
+                    object_stats(path, entry, user_metadata)
+                };
+                Ok(Response::json(200, &stats))
             }
             routes::LOG_COMMITS => self.log_commits(request, m),
             routes::DIFF_REFS => self.diff_refs(request, m),
@@ -992,7 +1252,7 @@ impl LakefsService {
             store.repo(m.repo)?.storage_namespace.clone()
         };
         let request_type = request.header("Content-Type").unwrap_or("").trim();
-        let (data, content_type) = if request_type
+        let ((blob, checksum, data), content_type) = if request_type
             .to_ascii_lowercase()
             .starts_with("multipart/form-data")
         {
@@ -1000,7 +1260,23 @@ impl LakefsService {
             // `content` part) with a 500.
             let boundary = multipart::boundary(request_type)
                 .map_err(|err| ApiError::Message(500, err.to_string()))?;
-            let parts = multipart::parse(&request.body, &boundary)
+            let spooled;
+            let raw: &[u8] = match &request.spooled {
+                Some(file) if file.len() > crate::server::MAX_IN_MEMORY_BODY_BYTES => {
+                    return Err(ApiError::Message(
+                        413,
+                        "multipart upload too large; upload the raw bytes instead".into(),
+                    ));
+                }
+                Some(file) => {
+                    spooled = file
+                        .read_all()
+                        .map_err(|err| ApiError::Message(500, err.to_string()))?;
+                    &spooled
+                }
+                None => &request.body,
+            };
+            let parts = multipart::parse(raw, &boundary)
                 .map_err(|err| ApiError::Message(500, err.to_string()))?;
             let part = parts
                 .into_iter()
@@ -1008,9 +1284,17 @@ impl LakefsService {
                 .ok_or_else(|| {
                     ApiError::Message(500, "multipart body has no 'content' part".into())
                 })?;
-            (part.data.to_vec(), part.content_type)
+            let data = part.data.to_vec();
+            let checksum = hex(&Md5::digest(&data));
+            let blob = blake3::hash(&data).to_hex().to_string();
+            (
+                (blob, checksum, Blob::Memory(Arc::new(data))),
+                part.content_type,
+            )
         } else {
-            (request.body.clone(), Some(request_type.to_string()))
+            let hashed =
+                hash_body(request).map_err(|err| ApiError::Message(500, err.to_string()))?;
+            (hashed, Some(request_type.to_string()))
         };
         let content_type = content_type
             .filter(|ct| !ct.is_empty())
@@ -1026,13 +1310,11 @@ impl LakefsService {
                     .map(|key| (key.to_string(), value.clone()))
             })
             .collect();
-        let checksum = hex(&Md5::digest(&data));
-        let blob = blake3::hash(&data).to_hex().to_string();
         let entry = Entry {
             physical_address: format!("{}/data/{blob}", namespace.trim_end_matches('/')),
             checksum,
             blob,
-            size_bytes: data.len() as u64,
+            size_bytes: data.len(),
             mtime: now(),
             content_type,
             metadata,
@@ -1043,7 +1325,7 @@ impl LakefsService {
             path,
             Upload {
                 entry,
-                data: Arc::new(data),
+                data,
                 create_only,
                 force,
             },
@@ -1158,6 +1440,10 @@ impl LakefsService {
                 .ok_or_else(|| ApiError::Message(410, "object data missing".into()))?;
             (entry, data)
         };
+        if !head && self.wants_presign(request)? {
+            let stats = self.presigned_stats(request, m.repo, path, &entry, false);
+            return Ok(Response::empty(302).with_header("Location", &stats.physical_address));
+        }
         let etag = format!("\"{}\"", entry.checksum);
         let last_modified = chrono::DateTime::from_timestamp(entry.mtime, 0)
             .unwrap_or_default()
@@ -1173,16 +1459,11 @@ impl LakefsService {
         {
             return Ok(Response::empty(304).with_header("ETag", &etag));
         }
-        let size = data.len() as u64;
+        let size = data.len();
         let response = match parse_range(request.header("Range"), size) {
-            Ok(None) => Response::bytes(200, &entry.content_type, data.to_vec()),
+            Ok(None) => blob_response(200, &entry.content_type, &data, None),
             Ok(Some((start, end))) => {
-                let slice = usize::try_from(start)
-                    .ok()
-                    .zip(usize::try_from(end).ok())
-                    .and_then(|(start, end)| data.get(start..=end))
-                    .unwrap_or_default();
-                Response::bytes(206, &entry.content_type, slice.to_vec())
+                blob_response(206, &entry.content_type, &data, Some((start, end)))
                     .with_header("Content-Range", &format!("bytes {start}-{end}/{size}"))
             }
             Err(()) => error_response(416, "requested range not satisfiable")
@@ -1202,6 +1483,7 @@ impl LakefsService {
         let user_metadata = request
             .query("user_metadata")
             .map_or(Ok(true), |v| parse_bool("user_metadata", v))?;
+        let presign = self.wants_presign(request)?;
         let store = self.store.lock();
         let repo = store.repo(m.repo)?;
         let resolved = repo.resolve(m.first)?;
@@ -1217,6 +1499,9 @@ impl LakefsService {
         let results: Vec<ObjectStats> = listed
             .into_iter()
             .map(|item| match item {
+                Listed::Item(path, entry) if presign => {
+                    self.presigned_stats(request, m.repo, &path, entry, user_metadata)
+                }
                 Listed::Item(path, entry) => object_stats(&path, entry, user_metadata),
                 Listed::Prefix(path) => prefix_stats(path),
             })
@@ -1353,14 +1638,81 @@ fn version_config() -> serde_json::Value {
     json!({"version": VERSION, "upgrade_recommended": false})
 }
 
-fn storage_config() -> serde_json::Value {
+/// A response with (a range of) a blob's content, streamed from its file when on disk.
+fn blob_response(
+    status: u16,
+    content_type: &str,
+    blob: &Blob,
+    range: Option<(u64, u64)>,
+) -> Response {
+    let (start, len) = match range {
+        Some((start, end)) => (start, end + 1 - start),
+        None => (0, blob.len()),
+    };
+    match blob {
+        Blob::Memory(data) => {
+            let slice = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(start + len).ok())
+                .and_then(|(start, end)| data.get(start..end))
+                .unwrap_or_default();
+            Response::bytes(status, content_type, slice.to_vec())
+        }
+        Blob::Disk(file) => Response::file(
+            status,
+            content_type,
+            FileBody {
+                file: Arc::clone(file),
+                offset: start,
+                len,
+            },
+        ),
+    }
+}
+
+/// The content of an upload body as a blob (spooled bodies stay in their file), with its
+/// BLAKE3 id and MD5 checksum, both computed in one streaming pass.
+fn hash_body(request: &Request) -> std::io::Result<(String, String, Blob)> {
+    match &request.spooled {
+        Some(file) => {
+            let (id, checksum) = hash_reader(file.open()?)?;
+            Ok((id, checksum, Blob::Disk(Arc::clone(file))))
+        }
+        None => {
+            let data = request.body.clone();
+            let checksum = hex(&Md5::digest(&data));
+            let id = blake3::hash(&data).to_hex().to_string();
+            Ok((id, checksum, Blob::Memory(Arc::new(data))))
+        }
+    }
+}
+
+fn hash_reader(mut reader: impl std::io::Read) -> std::io::Result<(String, String)> {
+    let mut blake = blake3::Hasher::new();
+    let mut md5 = Md5::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        let chunk = buffer.get(..read).unwrap_or_default();
+        blake.update(chunk);
+        md5.update(chunk);
+    }
+    Ok((blake.finalize().to_hex().to_string(), hex(&md5.finalize())))
+}
+
+fn storage_config(presign: bool) -> serde_json::Value {
     let regex = "^(s3|gs|https?|mem|local|transient)://";
     json!({
         "blockstore_type": "mem",
         "blockstore_namespace_example": "mem://example-bucket/",
         "blockstore_namespace_ValidityRegex": regex,
         "default_namespace_prefix": "",
-        "pre_sign_support": false,
+        "pre_sign_support": presign,
         "pre_sign_support_ui": false,
         "import_support": false,
         "import_validity_regex": regex,

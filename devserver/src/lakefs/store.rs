@@ -14,6 +14,35 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::model::CommitInfo;
 use super::tree::{Change, Entry, Key, Range, Tree, same};
+use crate::http::DiskFile;
+
+/// An object's content: small ones in memory, large ones (spooled uploads, big loaded
+/// blobs) in a file, never in memory.
+#[derive(Debug, Clone)]
+pub(crate) enum Blob {
+    /// In memory.
+    Memory(Arc<Vec<u8>>),
+    /// In a file of the spool or data dir.
+    Disk(Arc<DiskFile>),
+}
+
+impl Blob {
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Blob::Memory(bytes) => bytes.len() as u64,
+            Blob::Disk(file) => file.len(),
+        }
+    }
+
+    /// The whole content in memory (test read-outs, small bodies).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Blob::Memory(bytes) => Ok(bytes.to_vec()),
+            Blob::Disk(file) => file.read_all(),
+        }
+    }
+}
 
 /// Staged changes of a branch: `None` is a tombstone (delete of a committed path).
 pub(crate) type Staging = BTreeMap<String, Option<Arc<Entry>>>;
@@ -669,7 +698,7 @@ pub(crate) enum ResetScope {
 #[derive(Debug, Clone)]
 pub(crate) struct Upload {
     pub entry: Entry,
-    pub data: Arc<Vec<u8>>,
+    pub data: Blob,
     /// `If-None-Match: *`: fail with 412 when the path exists.
     pub create_only: bool,
     /// Bypass a read-only repository.
@@ -683,7 +712,7 @@ pub(crate) struct Store {
     /// Storage namespaces ever used: lakeFS refuses to reuse one, even after a delete.
     pub used_namespaces: BTreeSet<String>,
     /// Blob store keyed by hex BLAKE3 of the content.
-    pub blobs: HashMap<String, Arc<Vec<u8>>>,
+    pub blobs: HashMap<String, Blob>,
     pub blob_bytes: u64,
     gc_threshold: u64,
     /// Bumped on every change, so `save` can skip writing an unchanged state.
@@ -1090,7 +1119,7 @@ impl Store {
     }
 
     /// Adds a blob unless identical content is already stored.
-    pub fn add_blob(&mut self, id: String, data: Arc<Vec<u8>>) {
+    pub fn add_blob(&mut self, id: String, data: Blob) {
         let size = data.len() as u64;
         if let std::collections::hash_map::Entry::Vacant(slot) = self.blobs.entry(id) {
             slot.insert(data);
@@ -1125,7 +1154,7 @@ impl Store {
     pub fn gc(&mut self) {
         let referenced = self.referenced_blobs();
         self.blobs.retain(|id, _| referenced.contains(id));
-        self.blob_bytes = self.blobs.values().map(|data| data.len() as u64).sum();
+        self.blob_bytes = self.blobs.values().map(Blob::len).sum();
         self.gc_threshold = GC_FLOOR_BYTES.max(self.blob_bytes.saturating_mul(2));
     }
 
@@ -1162,7 +1191,7 @@ mod tests {
                 path,
                 Upload {
                     entry,
-                    data: Arc::new(content.as_bytes().to_vec()),
+                    data: Blob::Memory(Arc::new(content.as_bytes().to_vec())),
                     create_only: false,
                     force: false,
                 },
