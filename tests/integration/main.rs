@@ -13,6 +13,8 @@ mod support;
 mod attempt_core;
 /// `check`, `extract`, `config`, `run`, `targets`, `dev-server` as an operator runs them.
 mod cli;
+/// Workspaces at data scale (SPEC §18): object cache, pre-signed transfers, bounded memory.
+mod data_scale;
 /// The demo (the main job), small.
 mod demo;
 /// The lakeFS publication protocol (SPEC §7) against the dev server: every row, fences, safety

@@ -9,7 +9,7 @@
 //! - `conductor`: the Conductor fence and a chained workflow through the runtime.
 
 mod conductor;
-mod harness;
+pub(crate) mod harness;
 mod server;
 
 use std::collections::BTreeMap;
