@@ -1120,7 +1120,7 @@ impl Store {
 
     /// Adds a blob unless identical content is already stored.
     pub fn add_blob(&mut self, id: String, data: Blob) {
-        let size = data.len() as u64;
+        let size = data.len();
         if let std::collections::hash_map::Entry::Vacant(slot) = self.blobs.entry(id) {
             slot.insert(data);
             self.blob_bytes += size;
