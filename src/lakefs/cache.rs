@@ -14,7 +14,10 @@
 //!   both succeed, and the last rename wins with identical content. No lock is taken.
 //! - **Hit**: the entry is copied to the attempt's private file — a reflink where the
 //!   filesystem has them, else a copy — and the copy is hashed, so a corrupted entry is
-//!   detected every time it is used; it is then removed and the object fetched again. An
+//!   detected every time it is used; it is then removed and the object fetched again. The
+//!   hash compared is the BLAKE3 the fill recorded on the entry (extended attribute
+//!   `user.perago.blake3`), which the snapshot needs anyway; an entry without it (a
+//!   filesystem without user extended attributes) is verified by its MD5 again. An
 //!   attempt never gets a link to a cached inode: what a task body does to its files never
 //!   reaches the cache.
 //! - **Eviction**: a hit refreshes the entry's modification time; when the bytes this process
@@ -174,19 +177,38 @@ pub struct ObjectCache {
     evicted: AtomicU64,
 }
 
-/// A hasher of both digests a download needs: BLAKE3 for the snapshot, MD5 to verify.
+/// A hasher of the digests a transfer needs: BLAKE3 for the snapshot, and what verifies
+/// the content against its key — the MD5 on a fill, the entry's recorded BLAKE3 on a hit
+/// (MD5 again when the entry has no record).
 struct Digests {
     blake3: blake3::Hasher,
     md5: Option<Md5>,
+    /// The BLAKE3 the entry recorded when it was filled and verified.
+    recorded: Option<[u8; 32]>,
     size: u64,
 }
 
 impl Digests {
-    fn new(with_md5: bool) -> Digests {
+    /// Digests verifying against `key` (its MD5, when it is one) on a fill.
+    fn for_fill(key: &CacheKey<'_>) -> Digests {
         Digests {
             blake3: blake3::Hasher::new(),
-            md5: with_md5.then(Md5::new),
+            md5: key.md5().map(|_| Md5::new()),
+            recorded: None,
             size: 0,
+        }
+    }
+
+    /// Digests verifying a hit: against the entry's `recorded` BLAKE3 when there is one
+    /// (no MD5 to compute), else as a fill.
+    fn for_hit(key: &CacheKey<'_>, recorded: Option<[u8; 32]>) -> Digests {
+        match recorded {
+            Some(_) => Digests {
+                recorded,
+                md5: None,
+                ..Digests::for_fill(key)
+            },
+            None => Digests::for_fill(key),
         }
     }
 
@@ -208,7 +230,8 @@ impl Digests {
             size: self.size,
             hash: *self.blake3.finalize().as_bytes(),
         };
-        (md5_ok && self.size == key.size, state)
+        let recorded_ok = self.recorded.is_none_or(|recorded| recorded == state.hash);
+        (md5_ok && recorded_ok && self.size == key.size, state)
     }
 }
 
@@ -303,6 +326,7 @@ impl ObjectCache {
                 return Ok(None);
             }
         }
+        let recorded = recorded_content_hash(&source);
         let destination_error = |source| CacheError::Destination {
             path: dest.to_path_buf(),
             source,
@@ -317,7 +341,7 @@ impl ObjectCache {
                 Ok(()) => {
                     self.reflink.store(REFLINK_YES, Ordering::Relaxed);
                     // The clone shares the entry's blocks; reading it verifies them.
-                    Self::hash_file(dest, key).map(Some)
+                    Self::hash_file(dest, key, recorded).map(Some)
                 }
                 Err(_) => {
                     self.reflink.store(REFLINK_NO, Ordering::Relaxed);
@@ -331,7 +355,7 @@ impl ObjectCache {
         };
         let verdict = match copied {
             Ok(Some(verdict)) => Ok(verdict),
-            Ok(None) => Self::copy_hashing(&mut source, &mut target, key),
+            Ok(None) => Self::copy_hashing(&mut source, &mut target, key, recorded),
             Err(error) => Err(error),
         };
         drop(target);
@@ -381,7 +405,7 @@ impl ObjectCache {
             path: fill_path.clone(),
             source,
         };
-        let mut digests = Digests::new(key.md5().is_some());
+        let mut digests = Digests::for_fill(key);
         let mut buffer = vec![0u8; COPY_BUFFER];
         {
             let mut writer = io::BufWriter::with_capacity(COPY_BUFFER, &mut fill);
@@ -412,6 +436,9 @@ impl ObjectCache {
                 received,
             });
         }
+        // Later hits verify against this instead of computing the MD5 again; without it
+        // (a filesystem without user extended attributes) they verify the MD5.
+        record_content_hash(&fill, &state.hash);
         self.private_copy(&mut fill, dest)?;
         drop(fill);
         let entry = self.entry_path(key);
@@ -554,8 +581,9 @@ impl ObjectCache {
         source: &mut File,
         target: &mut File,
         key: &CacheKey<'_>,
+        recorded: Option<[u8; 32]>,
     ) -> Result<(bool, FileState), CacheCopyError> {
-        let mut digests = Digests::new(key.md5().is_some());
+        let mut digests = Digests::for_hit(key, recorded);
         let mut buffer = vec![0u8; COPY_BUFFER.min(key.size.max(1) as usize)];
         let mut writer = io::BufWriter::with_capacity(COPY_BUFFER, target);
         loop {
@@ -574,9 +602,13 @@ impl ObjectCache {
     }
 
     /// Reads `path` (a reflinked copy) and returns the verdict against `key`.
-    fn hash_file(path: &Path, key: &CacheKey<'_>) -> Result<(bool, FileState), CacheCopyError> {
+    fn hash_file(
+        path: &Path,
+        key: &CacheKey<'_>,
+        recorded: Option<[u8; 32]>,
+    ) -> Result<(bool, FileState), CacheCopyError> {
         let mut file = File::open(path).map_err(CacheCopyError::Destination)?;
-        let mut digests = Digests::new(key.md5().is_some());
+        let mut digests = Digests::for_hit(key, recorded);
         let mut buffer = vec![0u8; COPY_BUFFER];
         loop {
             let read = read_retrying(&mut file, &mut buffer).map_err(CacheCopyError::Source)?;
@@ -609,6 +641,40 @@ impl Drop for FillGuard<'_> {
     fn drop(&mut self) {
         let _ = fs::remove_file(self.0);
     }
+}
+
+/// The extended attribute holding an entry's BLAKE3, recorded once the fill was verified.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+const CONTENT_HASH_XATTR: &str = "user.perago.blake3";
+
+/// Records `hash` on the fill file; a filesystem that refuses user extended attributes only
+/// makes later hits verify the MD5.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn record_content_hash(file: &File, hash: &[u8; 32]) {
+    let _ = rustix::fs::fsetxattr(
+        file,
+        CONTENT_HASH_XATTR,
+        hash,
+        rustix::fs::XattrFlags::empty(),
+    );
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn record_content_hash(_file: &File, _hash: &[u8; 32]) {}
+
+/// The BLAKE3 recorded on an entry, when it has one of the right length.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn recorded_content_hash(file: &File) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    match rustix::fs::fgetxattr(file, CONTENT_HASH_XATTR, &mut hash[..]) {
+        Ok(32) => Some(hash),
+        _ => None,
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn recorded_content_hash(_file: &File) -> Option<[u8; 32]> {
+    None
 }
 
 #[cfg(unix)]
