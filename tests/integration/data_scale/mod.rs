@@ -15,7 +15,7 @@ use std::sync::Arc;
 use perago::__private::{LakefsStore, NoFence, ObjectCache, WorkspaceRef, WorkspaceStore};
 use perago::{AttemptIdentity, CancelToken, Task, TaskContext, TaskError, TaskStatus};
 use perago::{Secret, WorkspaceSpec};
-use perago_devserver::faults::FaultRule;
+use perago_devserver::lakefs::routes::LIST_OBJECTS;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -241,11 +241,39 @@ fn a_corrupted_cache_entry_is_detected_and_fetched_again() {
 }
 
 /// Environment of [`fill_child`]: endpoint, key, secret, repository, ref, cache dir,
-/// destination dir, barrier dir.
+/// destination dir, barrier dir, child name.
 const CHILD_ENV: &str = "PERAGO_TEST_FILL_CHILD";
+
+/// The object body of [`fill_child`]: the real GET's stream, which after its first chunk
+/// announces itself in the barrier dir and holds until the other child has done the same,
+/// so the two fills provably overlap.
+struct RendezvousBody<'a> {
+    inner: Box<dyn std::io::Read>,
+    barrier: &'a Path,
+    name: &'a str,
+    met: bool,
+}
+
+impl std::io::Read for RendezvousBody<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        if !self.met {
+            self.met = true;
+            std::fs::write(self.barrier.join(self.name), b"")?;
+            wait_until("both fills in progress", LONG, || {
+                std::fs::read_dir(self.barrier)
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+                    >= 2
+            });
+        }
+        Ok(read)
+    }
+}
 
 /// Not a test by itself: the child process of
 /// [`two_processes_filling_one_entry_both_succeed`], which runs this binary once per child.
+/// It fills the cache entry of the one object from a real GET and writes its private copy.
 #[test]
 #[ignore = "child process of two_processes_filling_one_entry_both_succeed"]
 fn fill_child() {
@@ -274,43 +302,50 @@ fn fill_child() {
         perago::__private::LakefsClientOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    let never = CancelToken::never();
     let cache = ObjectCache::open(Path::new(cache), 1 << 30).unwrap_or_else(|e| panic!("{e}"));
-    let store = LakefsStore::new(client).with_cache(Arc::new(cache));
-    // Both children start fetching together: each announces itself, then waits for both.
-    std::fs::write(Path::new(barrier).join(name), b"").unwrap_or_else(|e| panic!("{e}"));
-    wait_until("both fill children", LONG, || {
-        std::fs::read_dir(barrier).map(|d| d.count()).unwrap_or(0) >= 2
-    });
-    let workspace = WorkspaceRef {
-        repository: repo.to_owned(),
-        branch: "main".to_owned(),
-        reference: reference.to_owned(),
+    let listed = client
+        .list_all_objects(repo, reference, "", &never)
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    let [object] = &listed[..] else {
+        panic!("expected one object, listed {listed:?}");
     };
-    let dest = Path::new(dest);
+    let cache_key = perago::__private::CacheKey {
+        checksum: &object.checksum,
+        size: object.size_bytes.unwrap_or_default(),
+    };
+    assert!(
+        !cache.entry_path(&cache_key).exists(),
+        "the entry must not exist before both fills"
+    );
+    let inner = client
+        .get_object(repo, reference, &object.path, &never)
+        .unwrap_or_else(|e| panic!("get: {e}"));
+    let inner = Box::new(inner);
+    let mut body = RendezvousBody {
+        inner,
+        barrier: Path::new(barrier),
+        name,
+        met: false,
+    };
     std::fs::create_dir_all(dest).unwrap_or_else(|e| panic!("{e}"));
-    let snapshot = store
-        .download(&workspace, "", dest, &CancelToken::never())
-        .unwrap_or_else(|e| panic!("download: {}", e));
-    assert_eq!(snapshot.len(), 1);
+    cache
+        .fill(
+            &cache_key,
+            &mut body,
+            &Path::new(dest).join("big.bin"),
+            &never,
+        )
+        .unwrap_or_else(|e| panic!("fill: {e}"));
+    assert!(body.met, "the fill read the body");
 }
 
 #[test]
 fn two_processes_filling_one_entry_both_succeed() {
     let env = Env::start();
-    // Large enough that both fills stream for a while.
+    // More than one read of the body, so each fill is still open at the rendezvous.
     let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let a = env.seed("racing", &[("big.bin", &big)]);
-    // Both GETs are in flight together: each waits here before it is answered.
-    let rule = FaultRule {
-        method: "GET".into(),
-        path: "/api/v1/repositories/racing/refs/*/objects".into(),
-        latency_ms: 1500,
-        ..FaultRule::default()
-    };
-    env.dev()
-        .faults()
-        .set(rule)
-        .unwrap_or_else(|e| panic!("{e}"));
     let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cache = scratch.path().join("cache");
     let barrier = scratch.path().join("barrier");
@@ -345,8 +380,15 @@ fn two_processes_filling_one_entry_both_succeed() {
         })
         .collect();
     for mut child in children {
-        let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
-        assert!(status.success(), "a filling child failed: {status}");
+        let mut status = None;
+        wait_until("a filling child exits", LONG, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "a filling child failed: {status:?}"
+        );
     }
     for name in ["one", "two"] {
         let got = std::fs::read(scratch.path().join(name).join("big.bin")).unwrap_or_default();
@@ -355,7 +397,7 @@ fn two_processes_filling_one_entry_both_succeed() {
     assert_eq!(
         env.count(GET_OBJECT),
         2,
-        "both children filled at the same time"
+        "each child fetched the object once"
     );
     let entries: Vec<_> = walkdir::WalkDir::new(cache.join("objects"))
         .into_iter()
@@ -363,10 +405,104 @@ fn two_processes_filling_one_entry_both_succeed() {
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
         .collect();
-    assert_eq!(entries.len(), 1);
+    assert_eq!(entries.len(), 1, "one entry for the object: {entries:?}");
     assert!(std::fs::read(&entries[0]).unwrap_or_default() == big);
     let leftovers = std::fs::read_dir(cache.join("tmp"))
         .map(|d| d.count())
         .unwrap_or(99);
     assert_eq!(leftovers, 0, "no fill file left behind");
+    // The entry both filled serves the next attempt without a GET.
+    let reused = ObjectCache::open(&cache, 1 << 30).unwrap_or_else(|e| panic!("{e}"));
+    let store = LakefsStore::new(env.client().clone()).with_cache(Arc::new(reused));
+    let dest = scratch.path().join("third");
+    std::fs::create_dir_all(&dest).unwrap_or_else(|e| panic!("{e}"));
+    let workspace = WorkspaceRef {
+        repository: "racing".to_owned(),
+        branch: "main".to_owned(),
+        reference: a.clone(),
+    };
+    store
+        .download(&workspace, "", &dest, &CancelToken::never())
+        .unwrap_or_else(|e| panic!("download: {e}"));
+    assert!(std::fs::read(dest.join("big.bin")).unwrap_or_default() == big);
+    assert_eq!(env.count(GET_OBJECT), 2, "the filled entry is used");
+}
+
+/// Files of the several-pages workspace: more than two listing pages of 1,000.
+const PAGED_FILES: usize = 2_345;
+
+fn paged_key(i: usize) -> String {
+    format!("p/{:02}/{i:05}.txt", i / 100)
+}
+
+/// Rewrites every 250th file, deletes `p/00/00001.txt`, adds `p/new.txt`.
+fn page_body(ctx: &TaskContext, _params: Params) -> Result<Output, TaskError> {
+    let root = ctx
+        .workspace()
+        .ok_or_else(|| TaskError::failed("no workspace"))?
+        .to_path_buf();
+    // Under `p/` only: the attempt's marker file sits at the root.
+    let count = walkdir::WalkDir::new(root.join("p"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .count();
+    for i in (0..PAGED_FILES).step_by(250) {
+        std::fs::write(root.join(paged_key(i)), format!("changed {i}"))?;
+    }
+    std::fs::remove_file(root.join(paged_key(1)))?;
+    std::fs::write(root.join("p/new.txt"), b"new")?;
+    Ok(Output {
+        a: count.to_string(),
+    })
+}
+
+#[test]
+fn a_workspace_of_several_listing_pages_downloads_and_publishes_whole() {
+    let env = Env::start();
+    let files: Vec<(String, Vec<u8>)> = (0..PAGED_FILES)
+        .map(|i| (paged_key(i), format!("file {i}").into_bytes()))
+        .collect();
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let a = env.seed("paged", &borrowed);
+    let lists_before = env.count(LIST_OBJECTS);
+    let task = match Task::builder("data.paged", "t@example.com")
+        .workspace(WorkspaceSpec::new("/"))
+        .handler(page_body)
+    {
+        Ok(task) => task,
+        Err(e) => panic!("task declaration: {e}"),
+    };
+    let store = LakefsStore::new(env.client().clone());
+    let report = env.run_as(
+        &task,
+        &attempt(1),
+        ws_input("paged", &a, ""),
+        &store,
+        &NoFence,
+    );
+    assert_eq!(
+        output_a(&report),
+        PAGED_FILES.to_string(),
+        "the body saw every file of every page"
+    );
+    assert!(
+        env.count(LIST_OBJECTS) - lists_before >= 3,
+        "the download followed the listing over its pages"
+    );
+    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = files.into_iter().collect();
+    for i in (0..PAGED_FILES).step_by(250) {
+        expected.insert(paged_key(i), format!("changed {i}").into_bytes());
+    }
+    expected.remove(&paged_key(1));
+    expected.insert("p/new.txt".into(), b"new".to_vec());
+    let head = env.head("paged");
+    assert_ne!(head, a, "the change was published");
+    assert!(
+        env.tree("paged", &head) == expected,
+        "the published tree is the seed with exactly the body's changes"
+    );
 }
