@@ -100,12 +100,14 @@ fn peak_rss_mib() -> u64 {
 #[derive(Clone, Copy, Default)]
 struct Phases {
     download: Duration,
+    /// Scan of the workspace after the body and diff against the downloaded snapshot.
+    scan: Duration,
     stage: Duration,
 }
 
 impl Phases {
     fn total(&self) -> Duration {
-        self.download + self.stage
+        self.download + self.scan + self.stage
     }
 }
 
@@ -127,8 +129,10 @@ fn attempt(
     for key in keys.iter().step_by(keys.len() / CHANGED).take(CHANGED) {
         std::fs::write(dest.join(key), format!("changed by {execution}"))?;
     }
+    let started = Instant::now();
     let after = Snapshot::scan(&dest)?;
     let changes = diff(&before, &after);
+    let scan = started.elapsed();
     let identity = identity(execution);
     let branch = staging_branch_name(&identity);
     let request = StageRequest {
@@ -144,8 +148,15 @@ fn attempt(
     store.stage(&request, &mut created, &never)?;
     let stage = started.elapsed();
     store.delete_staging_branch(workspace, &branch)?;
-    std::fs::remove_dir_all(&dest)?;
-    Ok(Phases { download, stage })
+    // The attempt directory stays until the end of the run, as the runtime keeps it until
+    // workspace GC (`PERAGO_WORKSPACE_GC_TTL`, 24 h): deleting 1,000 files right before the
+    // next attempt creates its own 1,000 makes the next attempt's inode allocation slow on
+    // some filesystems (ext4 without a journal skips recently deleted inodes one by one).
+    Ok(Phases {
+        download,
+        scan,
+        stage,
+    })
 }
 
 fn median(mut runs: Vec<Phases>) -> Phases {
@@ -191,8 +202,8 @@ fn main() -> BenchResult<()> {
          per request, {CHANGED} files staged; median of {RUNS})\n"
     );
     println!(
-        "{:<44} {:>12} {:>10} {:>10}",
-        "attempt", "download ms", "stage ms", "total ms"
+        "{:<44} {:>12} {:>8} {:>10} {:>10}",
+        "attempt", "download ms", "scan ms", "stage ms", "total ms"
     );
     let mut rows: Vec<(String, Phases)> = Vec::new();
     for presign in [false, true] {
@@ -271,6 +282,8 @@ fn main() -> BenchResult<()> {
             let ms = |key: &str| Duration::from_secs_f64(line[key].as_f64().unwrap_or(0.0) / 1e3);
             runs.push(Phases {
                 download: ms("download_ms"),
+                // Python perago scans and diffs inside its stage call.
+                scan: Duration::ZERO,
                 stage: ms("stage_ms"),
             });
         }
@@ -305,6 +318,8 @@ fn main() -> BenchResult<()> {
         "  seed (100,000 uploads + commit): {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    let seeded_rss = peak_rss_mib();
+    println!("  peak RSS after the seed (dev server holding 100,000 objects): {seeded_rss} MiB");
     let workspace = WorkspaceRef {
         repository: "bench-100k".into(),
         branch: "main".into(),
@@ -364,18 +379,21 @@ fn main() -> BenchResult<()> {
         "  stage of {CHANGED} changes: {} ms",
         started.elapsed().as_millis()
     );
+    let peak = peak_rss_mib();
     println!(
-        "  peak RSS of the process (perago + dev server holding 100,000 objects): {} MiB",
-        peak_rss_mib()
+        "  peak RSS of the process (perago + dev server holding 100,000 objects): {peak} MiB \
+         (+{} MiB over the seed)",
+        peak.saturating_sub(seeded_rss)
     );
     Ok(())
 }
 
 fn print_row(label: &str, phases: Phases) {
     println!(
-        "{:<44} {:>12.1} {:>10.1} {:>10.1}",
+        "{:<44} {:>12.1} {:>8.1} {:>10.1} {:>10.1}",
         label,
         phases.download.as_secs_f64() * 1e3,
+        phases.scan.as_secs_f64() * 1e3,
         phases.stage.as_secs_f64() * 1e3,
         phases.total().as_secs_f64() * 1e3
     );
