@@ -410,8 +410,11 @@ impl RuntimeConfig {
             (vars::PERAGO_LOG_ROOT, &self.log_root),
         ]
         .into_iter()
-        .chain(self.cache_dir.as_ref().map(|dir| (vars::PERAGO_CACHE_DIR, dir)))
-        {
+        .chain(
+            self.cache_dir
+                .as_ref()
+                .map(|dir| (vars::PERAGO_CACHE_DIR, dir)),
+        ) {
             probe_root(root).map_err(|error| ConfigError::NotWritable {
                 path: root.clone(),
                 var,
