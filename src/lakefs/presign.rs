@@ -88,9 +88,10 @@ impl From<LakefsError> for PresignError {
     }
 }
 
-/// The part of a URL that may be shown: everything before the query (the signature).
-pub fn redact_url(url: &str) -> &str {
-    url.split(['?', '#']).next().unwrap_or_default()
+/// A pre-signed URL as it may be shown: everything before the query (the signature), and
+/// without userinfo ([`crate::util::redact_url`]).
+pub fn shown_url(url: &str) -> String {
+    crate::util::redact_url(url.split(['?', '#']).next().unwrap_or_default())
 }
 
 impl LakefsClient {
@@ -148,7 +149,7 @@ impl LakefsClient {
         outcome: Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>, PresignError> {
         let response = outcome.map_err(|source| PresignError::Transport {
-            url: redact_url(url).to_owned(),
+            url: shown_url(url),
             source: Box::new(source),
         })?;
         let status = response.status().as_u16();
@@ -156,7 +157,7 @@ impl LakefsClient {
             return Ok(response);
         }
         Err(PresignError::Refused {
-            url: redact_url(url).to_owned(),
+            url: shown_url(url),
             status,
             message: error_message(response),
         })
@@ -250,7 +251,7 @@ impl LakefsClient {
         super::client::drain(response);
         let Some(etag) = etag else {
             return Err(PresignError::NoEtag {
-                url: redact_url(target).to_owned(),
+                url: shown_url(target),
             });
         };
         let checksum = etag.trim().trim_matches('"');
@@ -273,10 +274,10 @@ mod tests {
     #[test]
     fn signatures_never_show() {
         assert_eq!(
-            redact_url("http://h:1/_storage/objects/x?expires=1&signature=abc"),
+            shown_url("http://h:1/_storage/objects/x?expires=1&signature=abc"),
             "http://h:1/_storage/objects/x"
         );
-        assert_eq!(redact_url("http://h/a#frag"), "http://h/a");
-        assert_eq!(redact_url("http://h/a"), "http://h/a");
+        assert_eq!(shown_url("http://h/a#frag"), "http://h/a");
+        assert_eq!(shown_url("http://u:p@h/a?sig=1"), "http://***@h/a");
     }
 }
