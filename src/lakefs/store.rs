@@ -335,6 +335,46 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_store_shares_the_configured_cache_and_none_without_lakefs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache_dir = dir.path().join("cache");
+        let mut env: std::collections::BTreeMap<String, String> = [
+            ("LAKECTL_SERVER_ENDPOINT_URL", "http://lakefs.local:8000"),
+            ("LAKECTL_CREDENTIALS_ACCESS_KEY_ID", "AKID"),
+            ("LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY", "hidden"),
+            ("PERAGO_CACHE_MAX_SIZE", "5MB"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert("PERAGO_CACHE_DIR".into(), cache_dir.display().to_string());
+        let overrides = crate::config::ConfigOverrides::default();
+        let config =
+            RuntimeConfig::from_env_map("t", &env, &overrides).unwrap_or_else(|e| panic!("{e}"));
+        let store = LakefsStore::from_runtime_config(&config)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("lakeFS is configured"));
+        let cache = store
+            .cache()
+            .unwrap_or_else(|| panic!("the cache is configured"));
+        assert_eq!(cache.dir(), cache_dir.as_path());
+        assert_eq!(cache.max_size(), 5 * 1024 * 1024);
+        assert!(cache_dir.join("objects").is_dir());
+        env.remove("PERAGO_CACHE_DIR");
+        let config =
+            RuntimeConfig::from_env_map("t", &env, &overrides).unwrap_or_else(|e| panic!("{e}"));
+        let plain = LakefsStore::from_runtime_config(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.is_some_and(|store| store.cache().is_none()));
+        env.retain(|k, _| !k.starts_with("LAKECTL_"));
+        let config =
+            RuntimeConfig::from_env_map("t", &env, &overrides).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            LakefsStore::from_runtime_config(&config),
+            Ok(None)
+        ));
+    }
+
+    #[test]
     fn chains_render_every_cause_once() {
         let error = Outer(Middle(std::io::Error::other("root")));
         assert_eq!(error_chain(&error), "outer: middle: root");
