@@ -324,6 +324,16 @@ impl<'a> Run<'a> {
             )
             .map_err(|error| Failure::failed(Phase::Download, error.to_string()))?;
         self.download_bytes = Some(snapshot.total_size());
+        // A writable workspace is scanned again after the body: seal it so that the files
+        // the body left alone are not read twice.
+        let mut snapshot = snapshot;
+        if self
+            .task
+            .workspace()
+            .is_some_and(|spec| !spec.is_read_only())
+        {
+            snapshot.seal(&path);
+        }
         Ok(snapshot)
     }
 
@@ -343,7 +353,7 @@ impl<'a> Run<'a> {
         before: &Snapshot,
         root: &Path,
     ) -> Result<String, Failure> {
-        let after = Snapshot::scan(root).map_err(|error| {
+        let after = Snapshot::rescan(root, before).map_err(|error| {
             Failure::failed(Phase::Stage, format!("failed to scan workspace: {error}"))
         })?;
         if let Some(link) = after.symlinks().first() {

@@ -6,6 +6,17 @@
 //! (through [`HashingWriter`], no second read), the runtime scans the "after" snapshot once
 //! the body returns, and [`diff`] yields what publication must upload and delete.
 //!
+//! Re-reading every file after the body is most of a warm attempt's scan, so a "before"
+//! snapshot can be **sealed** ([`Snapshot::seal`]): each file's inode, size, mtime and ctime
+//! are recorded, with the filesystem's clock at that moment (the ctime of a probe file
+//! created next to the workspace and removed right after). [`Snapshot::rescan`] then reuses the recorded hash of a
+//! file whose stamp is unchanged and whose ctime is strictly older than that clock; any
+//! other file is read again. Every write, truncate, rename over, or `utimensat` of a file
+//! sets its ctime to the current time, which is at or past the sealing clock, so a file the
+//! body touched never matches (the strictly-older rule is git's "racy clean" rule: a file
+//! written in the same clock tick as the seal is always re-read). Only a clock stepped
+//! backwards could defeat it.
+//!
 //! Symlinks are never followed: [`Snapshot::scan`] lists them separately and publication
 //! refuses them ([`Snapshot::ensure_no_symlinks`]). The marker file at the workspace root is
 //! never part of a snapshot.
@@ -13,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::walk::{WalkError, WorkspaceEntry, walk};
@@ -69,12 +81,54 @@ pub enum SnapshotError {
     },
 }
 
+/// What identifies one version of a file on disk without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &fs::Metadata) -> FileStamp {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The stamps of a sealed snapshot and the filesystem clock they are older than.
+#[derive(Debug, Clone, Default)]
+struct Seal {
+    stamps: BTreeMap<String, FileStamp>,
+    /// The probe file's ctime: stamps with a ctime strictly before it are trusted.
+    clock: (i64, i64),
+}
+
 /// The regular files of a workspace (plus the symlinks found, which are not followed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Two snapshots are equal when their files and symlinks are; a [seal](Self::seal) is not
+/// part of the comparison.
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     files: BTreeMap<String, FileState>,
     symlinks: Vec<String>,
+    seal: Option<Seal>,
 }
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.files == other.files && self.symlinks == other.symlinks
+    }
+}
+
+impl Eq for Snapshot {}
 
 impl Snapshot {
     /// An empty snapshot (to fill with [`insert`](Self::insert)).
@@ -89,6 +143,39 @@ impl Snapshot {
     /// directories leave no trace (object stores have no directories). `MARKER_FILE_NAME`
     /// directly under `root` is skipped. Any other kind of file is an error.
     pub fn scan(root: &Path) -> Result<Snapshot, SnapshotError> {
+        Snapshot::scan_reusing(root, None)
+    }
+
+    /// [`scan`](Self::scan), reusing the hash `before` recorded for each file whose stamp
+    /// shows it untouched since `before` was [sealed](Self::seal) (see the module docs);
+    /// without a seal it is exactly `scan`.
+    pub fn rescan(root: &Path, before: &Snapshot) -> Result<Snapshot, SnapshotError> {
+        Snapshot::scan_reusing(root, Some(before))
+    }
+
+    /// Records the stamp of every file of this snapshot under `root` (where it was just
+    /// written) and the filesystem's clock, so that [`rescan`](Self::rescan) can skip the
+    /// files left untouched. Call it once every file is written and before anything else
+    /// may write to `root`. If a file or the clock probe cannot be read, the snapshot stays
+    /// unsealed (a later rescan reads every file): sealing never fails an attempt.
+    pub fn seal(&mut self, root: &Path) {
+        let mut stamps = BTreeMap::new();
+        for path in self.files.keys() {
+            match fs::symlink_metadata(root.join(path)) {
+                Ok(meta) if meta.file_type().is_file() => {
+                    stamps.insert(path.clone(), FileStamp::of(&meta));
+                }
+                _ => return,
+            }
+        }
+        let Some(clock) = filesystem_clock(root) else {
+            return;
+        };
+        self.seal = Some(Seal { stamps, clock });
+    }
+
+    fn scan_reusing(root: &Path, before: Option<&Snapshot>) -> Result<Snapshot, SnapshotError> {
+        let seal = before.and_then(|before| before.seal.as_ref().map(|seal| (before, seal)));
         let mut snapshot = Snapshot::new();
         for item in walk(root) {
             let WorkspaceEntry { relative, entry } = item.map_err(|error| match error {
@@ -109,6 +196,12 @@ impl Snapshot {
                     path: entry.path().to_path_buf(),
                     source,
                 };
+                if let Some((before, seal)) = seal
+                    && let Some(state) = unchanged(before, seal, &relative, &entry)
+                {
+                    snapshot.files.insert(relative, state);
+                    continue;
+                }
                 let file = fs::File::open(entry.path()).map_err(read_error)?;
                 let state = hash_reader(file).map_err(read_error)?;
                 snapshot.files.insert(relative, state);
@@ -191,6 +284,38 @@ impl ChangeSet {
     pub fn len(&self) -> usize {
         self.added.len() + self.modified.len() + self.deleted.len()
     }
+}
+
+/// The recorded state of `relative` if its stamp is the sealed one and older than the seal's
+/// clock (see the module docs).
+fn unchanged(
+    before: &Snapshot,
+    seal: &Seal,
+    relative: &str,
+    entry: &walkdir::DirEntry,
+) -> Option<FileState> {
+    let stamp = seal.stamps.get(relative)?;
+    if stamp.ctime >= seal.clock {
+        return None;
+    }
+    let now = FileStamp::of(&entry.metadata().ok()?);
+    (now == *stamp).then(|| before.files.get(relative).copied())?
+}
+
+/// The filesystem's current time as it stamps files under `root`: the ctime of a probe
+/// file created next to `root` (same filesystem, outside the workspace, named after it so
+/// attempts sealing at once never share one) and removed at once.
+fn filesystem_clock(root: &Path) -> Option<(i64, i64)> {
+    let name = root.file_name()?.to_str()?;
+    let probe = root.parent()?.join(format!(".perago-clock-{name}"));
+    let created = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|file| file.metadata());
+    let _ = fs::remove_file(&probe);
+    let meta = created.ok()?;
+    Some((meta.ctime(), meta.ctime_nsec()))
 }
 
 /// The file changes from `before` to `after` (symlinks are not compared: check
@@ -313,6 +438,138 @@ mod tests {
         match Snapshot::scan(root) {
             Ok(s) => s,
             Err(e) => panic!("scan: {e}"),
+        }
+    }
+
+    /// A workspace `ws` inside a fresh directory (the clock probe goes next to it) holding
+    /// `files`, sealed once the filesystem clock has moved past every file's ctime (so the
+    /// racy-clean rule trusts them all).
+    fn sealed(files: &[(&str, &[u8])]) -> (tempfile::TempDir, PathBuf, Snapshot) {
+        let dir = tempdir();
+        let root = dir.path().join("ws");
+        for (rel, bytes) in files {
+            write(&root, rel, bytes);
+        }
+        let mut before = scan(&root);
+        let newest = files
+            .iter()
+            .map(|(rel, _)| {
+                let meta = fs::symlink_metadata(root.join(rel)).unwrap();
+                (meta.ctime(), meta.ctime_nsec())
+            })
+            .max()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while filesystem_clock(&root).unwrap() <= newest {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filesystem clock never moved"
+            );
+            std::thread::yield_now();
+        }
+        before.seal(&root);
+        assert!(before.seal.is_some(), "sealed");
+        (dir, root, before)
+    }
+
+    fn rescan(root: &Path, before: &Snapshot) -> Snapshot {
+        match Snapshot::rescan(root, before) {
+            Ok(s) => s,
+            Err(e) => panic!("rescan: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_sealed_rescan_reuses_the_recorded_state_of_untouched_files() {
+        let (_dir, root, mut before) = sealed(&[("a.txt", b"aaaa"), ("sub/b.txt", b"bbbb")]);
+        // Pretend the recorded hash of `a.txt` were different: a rescan that reuses it
+        // reports it, proving it did not read the file; an unsealed scan reads it.
+        let fake = FileState {
+            size: 4,
+            hash: [7; 32],
+        };
+        before.files.insert("a.txt".into(), fake);
+        assert_eq!(rescan(&root, &before).get("a.txt"), Some(&fake));
+        assert_eq!(
+            scan(&root).get("a.txt"),
+            Some(&FileState::of_bytes(b"aaaa"))
+        );
+        let mut unsealed = before.clone();
+        unsealed.seal = None;
+        assert_eq!(
+            rescan(&root, &unsealed).get("a.txt"),
+            Some(&FileState::of_bytes(b"aaaa"))
+        );
+        assert!(
+            !root.parent().unwrap().join(".perago-clock-ws").exists(),
+            "the clock probe is removed"
+        );
+    }
+
+    #[test]
+    fn every_kind_of_change_after_the_seal_is_seen_at_once() {
+        let files: [(&str, &[u8]); 5] = [
+            ("same_size.txt", b"1111"),
+            ("times_restored.txt", b"2222"),
+            ("renamed_over.txt", b"3333"),
+            ("deleted.txt", b"4444"),
+            ("kept.txt", b"5555"),
+        ];
+        let (_dir, root, before) = sealed(&files);
+        // Each change lands within the same clock tick as the seal, the racy case.
+        fs::write(root.join("same_size.txt"), b"XXXX").unwrap();
+        let restored = fs::metadata(root.join("times_restored.txt")).unwrap();
+        fs::write(root.join("times_restored.txt"), b"YYYY").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(root.join("times_restored.txt"))
+            .unwrap()
+            .set_times(
+                fs::FileTimes::new()
+                    .set_modified(restored.modified().unwrap())
+                    .set_accessed(restored.accessed().unwrap()),
+            )
+            .unwrap();
+        fs::write(root.join("tmp"), b"ZZZZ").unwrap();
+        fs::rename(root.join("tmp"), root.join("renamed_over.txt")).unwrap();
+        fs::remove_file(root.join("deleted.txt")).unwrap();
+        write(&root, "added.txt", b"new");
+
+        let after = rescan(&root, &before);
+        assert_eq!(after, scan(&root), "a rescan sees what a full scan sees");
+        assert_eq!(
+            diff(&before, &after),
+            ChangeSet {
+                added: vec!["added.txt".into()],
+                modified: vec![
+                    "renamed_over.txt".into(),
+                    "same_size.txt".into(),
+                    "times_restored.txt".into()
+                ],
+                deleted: vec!["deleted.txt".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn files_written_in_the_tick_of_the_seal_are_read_again() {
+        let dir = tempdir();
+        let root = dir.path().join("ws");
+        write(&root, "fresh.txt", b"aaaa");
+        let mut before = scan(&root);
+        before.seal(&root);
+        let fake = FileState {
+            size: 4,
+            hash: [7; 32],
+        };
+        before.files.insert("fresh.txt".into(), fake);
+        let stamp = before.seal.as_ref().unwrap().stamps["fresh.txt"];
+        let clock = before.seal.as_ref().unwrap().clock;
+        let reread = rescan(&root, &before).get("fresh.txt").copied();
+        if stamp.ctime >= clock {
+            assert_eq!(reread, Some(FileState::of_bytes(b"aaaa")), "racily clean");
+        } else {
+            assert_eq!(reread, Some(fake), "older than the clock: trusted");
         }
     }
 
