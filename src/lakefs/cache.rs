@@ -40,6 +40,9 @@ use crate::workspace::FileState;
 
 /// Copy buffer of fills and copies.
 const COPY_BUFFER: usize = 64 * 1024;
+
+/// A cache hit refreshes its entry's recency (mtime) only when it is older than this.
+const RECENCY_GRANULARITY: Duration = Duration::from_secs(60);
 /// Eviction brings the cache down to this share of its budget (percent).
 const LOW_WATER_PERCENT: u64 = 90;
 /// Fill files older than this are left over by a crashed process.
@@ -319,13 +322,13 @@ impl ObjectCache {
             Ok(file) => file,
             Err(_) => return Ok(None),
         };
-        match source.metadata() {
-            Ok(metadata) if metadata.len() == key.size => {}
+        let last_used = match source.metadata() {
+            Ok(metadata) if metadata.len() == key.size => metadata.modified().ok(),
             _ => {
                 self.discard_corrupt(&entry, &source);
                 return Ok(None);
             }
-        }
+        };
         let recorded = recorded_content_hash(&source);
         let destination_error = |source| CacheError::Destination {
             path: dest.to_path_buf(),
@@ -361,8 +364,15 @@ impl ObjectCache {
         drop(target);
         match verdict {
             Ok((true, state)) => {
-                // Recency for LRU eviction; a failure only makes the entry look older.
-                let _ = source.set_modified(SystemTime::now());
+                // Recency for LRU eviction, at most once a minute per entry (a warm attempt
+                // need not write 1,000 inodes); a failure only makes the entry look older.
+                let now = SystemTime::now();
+                let stale = last_used
+                    .and_then(|used| now.duration_since(used).ok())
+                    .is_none_or(|age| age >= RECENCY_GRANULARITY);
+                if stale {
+                    let _ = source.set_modified(now);
+                }
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(state))
             }
@@ -576,7 +586,9 @@ impl ObjectCache {
         Ok(())
     }
 
-    /// Copies `source` into `target` hashing the bytes; the verdict against `key`.
+    /// Copies `key.size` bytes of `source` (whose length was checked) into `target`,
+    /// hashing them; the verdict against `key`. Chunks go straight from the buffer to the
+    /// file: a small object is one read and one write.
     fn copy_hashing(
         source: &mut File,
         target: &mut File,
@@ -585,19 +597,20 @@ impl ObjectCache {
     ) -> Result<(bool, FileState), CacheCopyError> {
         let mut digests = Digests::for_hit(key, recorded);
         let mut buffer = vec![0u8; COPY_BUFFER.min(key.size.max(1) as usize)];
-        let mut writer = io::BufWriter::with_capacity(COPY_BUFFER, target);
-        loop {
+        let mut remaining = key.size;
+        while remaining > 0 {
             let read = read_retrying(source, &mut buffer).map_err(CacheCopyError::Source)?;
             if read == 0 {
+                // Shorter than its length said: the digests' size check refuses it.
                 break;
             }
             let chunk = buffer.get(..read).unwrap_or_default();
             digests.update(chunk);
-            writer
+            target
                 .write_all(chunk)
                 .map_err(CacheCopyError::Destination)?;
+            remaining = remaining.saturating_sub(read as u64);
         }
-        writer.flush().map_err(CacheCopyError::Destination)?;
         Ok(digests.finish(key))
     }
 
