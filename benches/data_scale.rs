@@ -8,14 +8,13 @@
 //!
 //! Run: `cargo bench --bench data_scale` (`PERAGO_BENCH_SKIP_100K=1` skips part 2).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use perago::__private::{
     LakefsClient, LakefsClientOptions as ClientOptions, LakefsStore, ObjectCache, Snapshot,
-    StageRequest, UploadSource, WorkspaceRef, WorkspaceStore, diff, staging_branch_name,
+    StageRequest, WorkspaceRef, WorkspaceStore, diff, staging_branch_name,
 };
 use perago::{AttemptIdentity, CancelToken, Secret};
 use perago_devserver::faults::FaultRule;
@@ -28,7 +27,9 @@ const CHANGED: usize = 10;
 const RUNS: usize = 3;
 const BIG_WORKSPACE: usize = 100_000;
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common/mod.rs"]
+mod common;
+use common::BenchResult;
 
 fn identity(execution: &str) -> AttemptIdentity {
     AttemptIdentity {
@@ -42,43 +43,6 @@ fn identity(execution: &str) -> AttemptIdentity {
         execution_id: execution.into(),
         worker_id: "bench".into(),
     }
-}
-
-fn seed(client: &LakefsClient, repo: &str, objects: &[(String, Vec<u8>)]) -> BenchResult<String> {
-    let never = CancelToken::never();
-    client.create_repository(repo, &format!("mem://{repo}"), "main", &never)?;
-    let chunk = objects.len().div_ceil(16).max(1);
-    std::thread::scope(|scope| -> BenchResult<()> {
-        let handles: Vec<_> = objects
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                let never = never.clone();
-                std::thread::Builder::new()
-                    .name(format!("bench-seed-{i}"))
-                    .spawn_scoped(scope, move || {
-                        part.iter().try_for_each(|(key, bytes)| {
-                            client
-                                .upload_object(
-                                    repo,
-                                    "main",
-                                    key,
-                                    UploadSource::Bytes(bytes),
-                                    &never,
-                                )
-                                .map(drop)
-                        })
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        for handle in handles {
-            handle.join().map_err(|_| "seed thread panicked")??;
-        }
-        Ok(())
-    })?;
-    Ok(client
-        .commit(repo, "main", "bench seed", &BTreeMap::new(), &never)?
-        .id)
 }
 
 fn peak_rss_mib() -> u64 {
@@ -184,7 +148,7 @@ fn main() -> BenchResult<()> {
             (format!("data/{:02}/{i:04}.bin", i / 100), bytes)
         })
         .collect();
-    let reference = seed(&client, "bench-attempt", &objects)?;
+    let reference = common::seed(&client, "bench-attempt", &objects, 16)?;
     let workspace = WorkspaceRef {
         repository: "bench-attempt".into(),
         branch: "main".into(),
@@ -314,7 +278,7 @@ fn main() -> BenchResult<()> {
         })
         .collect();
     let started = Instant::now();
-    let reference = seed(&client, "bench-100k", &files)?;
+    let reference = common::seed(&client, "bench-100k", &files, 16)?;
     drop(files);
     println!(
         "  seed (100,000 uploads + commit): {:.1} s",

@@ -9,15 +9,13 @@
 //! Run: `cargo bench --bench lakefs`. Downloads are measured onto the disk (the system temp
 //! dir) and onto a tmpfs (`/dev/shm`, or `PERAGO_BENCH_TMPFS`) in the same run.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use perago::__private::{ChangeSet, Snapshot, diff};
 use perago::__private::{DEFAULT_DOWNLOAD_PARALLELISM, DEFAULT_UPLOAD_PARALLELISM};
 use perago::__private::{
-    LakefsClient, LakefsClientOptions as ClientOptions, UploadSource, download_prefix,
-    stage_changes,
+    LakefsClient, LakefsClientOptions as ClientOptions, download_prefix, stage_changes,
 };
 use perago::__private::{StageRequest, WorkspaceRef};
 use perago::Secret;
@@ -32,7 +30,9 @@ const WORKSPACE_FILES: usize = 10_000;
 const CHANGED_FILES: usize = 10;
 const RUNS: usize = 3;
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common/mod.rs"]
+mod common;
+use common::BenchResult;
 
 fn main() -> BenchResult<()> {
     let server = DevServer::start(DevServerOptions::default())?;
@@ -67,7 +67,7 @@ fn main() -> BenchResult<()> {
             )
         })
         .collect();
-    let download_ref = seed(&client, "bench-download", &objects)?;
+    let download_ref = common::seed(&client, "bench-download", &objects, 8)?;
     server.faults().set(FaultRule {
         method: "GET".into(),
         path: "/api/v1/repositories/*/refs/*/objects".into(),
@@ -137,7 +137,7 @@ fn main() -> BenchResult<()> {
             )
         })
         .collect();
-    let stage_ref = seed(&client, "bench-stage", &files)?;
+    let stage_ref = common::seed(&client, "bench-stage", &files, 8)?;
     let workspace = tempfile::tempdir()?;
     let before = download_prefix(
         &client,
@@ -236,44 +236,6 @@ fn row(label: &str, time: Duration, requests: u64, baseline: Duration) {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort_unstable();
     times[times.len() / 2]
-}
-
-/// Creates `repo` and commits `objects` on main with 8 upload threads; returns the commit.
-fn seed(client: &LakefsClient, repo: &str, objects: &[(String, Vec<u8>)]) -> BenchResult<String> {
-    let never = CancelToken::never();
-    client.create_repository(repo, &format!("mem://{repo}"), "main", &never)?;
-    let chunk = objects.len().div_ceil(8).max(1);
-    std::thread::scope(|scope| -> BenchResult<()> {
-        let handles: Vec<_> = objects
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                let never = never.clone();
-                std::thread::Builder::new()
-                    .name(format!("bench-seed-{i}"))
-                    .spawn_scoped(scope, move || {
-                        part.iter().try_for_each(|(key, bytes)| {
-                            client
-                                .upload_object(
-                                    repo,
-                                    "main",
-                                    key,
-                                    UploadSource::Bytes(bytes),
-                                    &never,
-                                )
-                                .map(drop)
-                        })
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        for handle in handles {
-            handle.join().map_err(|_| "seed thread panicked")??;
-        }
-        Ok(())
-    })?;
-    Ok(client
-        .commit(repo, "main", "bench seed", &BTreeMap::new(), &never)?
-        .id)
 }
 
 /// The tmpfs for the second download table: `PERAGO_BENCH_TMPFS` if set, else `/dev/shm`
