@@ -199,7 +199,7 @@ pub enum ConfigError {
     /// `PERAGO_WORKER_STACK_SIZE` does not follow the size grammar.
     #[error("PERAGO_WORKER_STACK_SIZE must be a positive size such as '512KB', '8MB', or '1.5GB'")]
     WorkerStackSizeInvalid,
-    /// `PERAGO_WORKER_STACK_SIZE` is below [`MIN_WORKER_STACK_SIZE`].
+    /// `PERAGO_WORKER_STACK_SIZE` is below 256 KiB.
     #[error("PERAGO_WORKER_STACK_SIZE must be at least 256KB")]
     WorkerStackSizeTooSmall,
     /// `PERAGO_CACHE_MAX_SIZE` does not follow the size grammar.

@@ -396,7 +396,8 @@ impl RuntimeConfig {
     }
 
     /// The worker settings of task `task_name` (domain, poll interval, poll timeout, batch
-    /// size), looked up as [`super::worker`] describes.
+    /// size), looked up as the Conductor SDKs do: `conductor.worker.<name>.<prop>` and its
+    /// spellings first, then the `all` and unqualified ones, then the default.
     pub fn worker(&self, task_name: &str) -> WorkerSettings {
         self.worker_settings.resolve(task_name)
     }
