@@ -66,16 +66,25 @@ fn run_metered(server: &DevServer, n: usize, params: Value) -> Vec<String> {
         .collect()
 }
 
+/// Waits until every workflow has ended, then asserts each one completed.
 fn wait_completed(server: &DevServer, ids: &[String]) {
+    let status = |id: &String| {
+        workflow(server, id)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
     wait_until("workflows to finish", LONG, || {
         ids.iter().all(|id| {
-            let status = workflow(server, id)["status"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            status == "COMPLETED" || status == "FAILED"
+            matches!(
+                status(id).as_str(),
+                "COMPLETED" | "FAILED" | "TERMINATED" | "TIMED_OUT"
+            )
         })
     });
+    for id in ids {
+        assert_eq!(status(id), "COMPLETED", "workflow {id}");
+    }
 }
 
 fn metered_runtime(server: &DevServer, dir: &Path, extra: &[(&str, &str)]) -> RuntimeHandle {
