@@ -27,9 +27,9 @@ use ureq::http::Response;
 use ureq::{Body, BodyReader, RequestBuilder};
 
 use super::model::{
-    Branch, BranchCreation, BranchList, BulkDeleteFailure, BulkDeleteResult, Commit,
-    CommitCreation, CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats,
-    ObjectStatsList, PathList, Repository, RepositoryCreation, RepositoryList,
+    Branch, BranchCreation, BulkDeleteFailure, BulkDeleteResult, Commit, CommitCreation,
+    CommitList, DiffList, ErrorBody, MergeRequest, MergeResult, ObjectStats, ObjectStatsList,
+    Pagination, PathList, Repository, RepositoryCreation,
 };
 use crate::config::{LakefsConfig, ProxyUrl, Secret, TlsFiles};
 use crate::task::CancelToken;
@@ -750,7 +750,33 @@ impl LakefsClient {
 
     /// `GET /repositories`: every repository, following all pages.
     pub fn list_repositories(&self, cancel: &CancelToken) -> Result<Vec<Repository>, LakefsError> {
-        let mut repositories = Vec::new();
+        self.list_all(
+            "list repositories",
+            &["repositories"],
+            |r: &Repository| &r.id,
+            cancel,
+        )
+    }
+
+    /// Every result of the listing at `segments`, following all pages: each next page starts
+    /// `after` the page's `next_offset`, or after its last result's id (`id`) when a server
+    /// leaves the offset empty; a repeated or empty offset ends the walk.
+    fn list_all<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        segments: &[&str],
+        id: fn(&T) -> &str,
+        cancel: &CancelToken,
+    ) -> Result<Vec<T>, LakefsError> {
+        /// One page of a listing.
+        #[derive(serde::Deserialize)]
+        struct Page<T> {
+            #[serde(default)]
+            pagination: Pagination,
+            #[serde(default = "Vec::new")]
+            results: Vec<T>,
+        }
+        let mut all = Vec::new();
         let mut after = String::new();
         let amount = MAX_PAGE_SIZE.to_string();
         loop {
@@ -758,20 +784,20 @@ impl LakefsClient {
             if !after.is_empty() {
                 query.push(("after", after.as_str()));
             }
-            let url = self.url(&["repositories"], &query);
-            let page: RepositoryList = self.json(
-                &Self::call("list repositories", Method::Get, url, Payload::Empty, true),
+            let url = self.url(segments, &query);
+            let page: Page<T> = self.json(
+                &Self::call(operation, Method::Get, url, Payload::Empty, true),
                 cancel,
             )?;
-            let last = page.results.last().map(|repository| repository.id.clone());
-            repositories.extend(page.results);
+            let last = page.results.last().map(|item| id(item).to_owned());
+            all.extend(page.results);
             let next = if page.pagination.next_offset.is_empty() {
                 last.unwrap_or_default()
             } else {
                 page.pagination.next_offset
             };
             if !page.pagination.has_more || next.is_empty() || next == after {
-                return Ok(repositories);
+                return Ok(all);
             }
             after = next;
         }
@@ -810,31 +836,12 @@ impl LakefsClient {
         repository: &str,
         cancel: &CancelToken,
     ) -> Result<Vec<Branch>, LakefsError> {
-        let mut branches = Vec::new();
-        let mut after = String::new();
-        let amount = MAX_PAGE_SIZE.to_string();
-        loop {
-            let mut query = vec![("amount", amount.as_str())];
-            if !after.is_empty() {
-                query.push(("after", after.as_str()));
-            }
-            let url = self.url(&["repositories", repository, "branches"], &query);
-            let page: BranchList = self.json(
-                &Self::call("list branches", Method::Get, url, Payload::Empty, true),
-                cancel,
-            )?;
-            let last = page.results.last().map(|branch| branch.id.clone());
-            branches.extend(page.results);
-            let next = if page.pagination.next_offset.is_empty() {
-                last.unwrap_or_default()
-            } else {
-                page.pagination.next_offset
-            };
-            if !page.pagination.has_more || next.is_empty() || next == after {
-                return Ok(branches);
-            }
-            after = next;
-        }
+        self.list_all(
+            "list branches",
+            &["repositories", repository, "branches"],
+            |b: &Branch| &b.id,
+            cancel,
+        )
     }
 
     /// `POST /repositories/{repository}/branches`: creates `name` at `source`'s head commit;

@@ -78,16 +78,6 @@ pub struct Branch {
     pub commit_id: String,
 }
 
-/// One page of a branch listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct BranchList {
-    /// Paging state.
-    pub pagination: Pagination,
-    /// Branches, sorted by name.
-    pub results: Vec<Branch>,
-}
-
 /// A commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -156,16 +146,6 @@ pub struct Repository {
     pub default_branch: String,
     /// Storage namespace.
     pub storage_namespace: String,
-}
-
-/// One page of a repository listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct RepositoryList {
-    /// Paging state.
-    pub pagination: Pagination,
-    /// Repositories, sorted by name.
-    pub results: Vec<Repository>,
 }
 
 /// The answer to a merge: the new commit.
